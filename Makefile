@@ -1,0 +1,85 @@
+# One entry point for everything: install, generate, run, test, benchmark.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+GEN := build/gen
+KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/local/kafka/pom.xml)
+KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
+PROTOS := $(shell find protos -name '*.proto')
+SUPERVISE := $(PY) deploy/local/supervise.py
+# `make test` runs on its own ports and run folder, so it never disturbs a `make run`.
+TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CONTROLLER_PORT=19093 \
+            EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
+            EPRX_INSURANCE_PORT=51053 EPRX_LOG_FORMAT=json
+
+.PHONY: install protos kafka-jars redis-bin deps credentials topics run up down status \
+        test test-unit test-integration clean
+
+install: $(VENV)/.installed protos kafka-jars redis-bin
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# Generated code and the project root are importable from the virtualenv.
+	@site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/$(GEN)" > $$site/eprescription-project.pth
+	@touch $@
+
+protos: $(GEN)/.stamp
+
+$(GEN)/.stamp: $(PROTOS) $(VENV)/.installed
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(GEN) --pyi_out=$(GEN) \
+	  --grpc_python_out=$(GEN) $(PROTOS)
+	@touch $@
+
+kafka-jars: $(KAFKA_LIBS)/.stamp
+
+$(KAFKA_LIBS)/.stamp: deploy/local/kafka/pom.xml
+	@command -v java >/dev/null || { echo "Java 17 is required for Kafka"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch Kafka"; exit 1; }
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -f deploy/local/kafka/pom.xml package -Dlibs.dir=$(CURDIR)/$(KAFKA_LIBS)
+	rm -rf deploy/local/kafka/target
+	@touch $@
+
+redis-bin:
+	@command -v redis-server >/dev/null || { \
+	  echo "redis-server not found: installing Debian's package"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+
+credentials: install
+	$(PY) -m services.common.auth .run/credentials
+
+topics: install
+	$(PY) -m services.common.topics
+
+# Foreground: everything with interleaved, named logs; Ctrl-C stops it all.
+run: install
+	$(SUPERVISE) run
+
+up: install
+	$(SUPERVISE) up
+
+down:
+	@test -x $(PY) && $(SUPERVISE) down || true
+
+status:
+	@$(SUPERVISE) status
+
+test-unit: install
+	$(PY) -m pytest tests/unit -q
+
+test-integration: install
+	@$(TEST_ENV) $(SUPERVISE) up --infra-only
+	@set +e; $(TEST_ENV) $(PY) -m pytest tests/integration -q; rc=$$?; \
+	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc
+
+test: install
+	@$(TEST_ENV) $(SUPERVISE) up --infra-only
+	@set +e; $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
+	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc
+
+clean: down
+	rm -rf $(GEN) .run .pytest_cache

@@ -1,0 +1,411 @@
+"""Local process supervisor: Kafka, Redis, the topics and credentials, and every service,
+relay and worker, with named, interleaved logs.
+
+    supervise.py run [--infra-only]    foreground; Ctrl-C stops everything
+    supervise.py up [--infra-only]     the same in the background, returns once all is ready
+    supervise.py down                  stops a background run and checks no port is left
+    supervise.py status
+
+Nothing here needs Docker: the broker is the official Apache Kafka jars from Maven Central
+(fetched by `make kafka-jars`), Redis is Debian's redis-server."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "build" / "gen")]
+
+from services.common.config import CommonSettings  # noqa: E402
+
+SERVICES = ("prescribing", "pharmacy", "insurance")
+COLORS = ("36", "33", "35", "32", "34", "31", "96", "93", "95", "92", "94")
+KAFKA_HEAP = os.environ.get("EPRX_KAFKA_HEAP", "512m")
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool] | None = None
+    oneshot: bool = False
+    ports: tuple[int, ...] = ()
+    console_filter: Callable[[str], bool] = lambda line: True
+    popen: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+
+def kafka_libs() -> Path:
+    stamps = sorted((ROOT / ".cache").glob("kafka-*/libs/.stamp"))
+    if not stamps:
+        sys.exit("Kafka jars are missing: run `make kafka-jars`")
+    return stamps[-1].parent
+
+
+def kafka_ready(settings: CommonSettings) -> Callable[[], bool]:
+    def probe() -> bool:
+        if not port_open(settings.ports.kafka):
+            return False
+        from kafka.admin import KafkaAdminClient
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                     request_timeout_ms=3000, client_id="eprx-supervisor")
+        except Exception:
+            return False
+        try:
+            return bool(admin.describe_cluster().get("brokers"))
+        except Exception:
+            return False
+        finally:
+            admin.close()
+    return probe
+
+
+def redis_ready(settings: CommonSettings) -> Callable[[], bool]:
+    def probe() -> bool:
+        import redis
+        try:
+            return redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping()
+        except Exception:
+            return False
+    return probe
+
+
+def prepare_kafka(settings: CommonSettings) -> list[str]:
+    home = settings.run_dir / "kafka"
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    props = home / "server.properties"
+    props.write_text("\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{settings.ports.kafka_controller}",
+        f"listeners=PLAINTEXT://127.0.0.1:{settings.ports.kafka},CONTROLLER://127.0.0.1:{settings.ports.kafka_controller}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{settings.ports.kafka}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={data}",
+        # Topics exist because the project declares them (services/common/topics.py).
+        "auto.create.topics.enable=false",
+        # One broker: internal topics cannot replicate; sized for a 2-core machine.
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=12",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=4",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "num.network.threads=2",
+        "num.io.threads=4",
+        "num.partitions=1",
+        "log.retention.check.interval.ms=300000",
+        "",
+    ]))
+    log4j = home / "log4j2.properties"
+    # Console stays quiet except for warnings and the lines that say what started.
+    log4j.write_text("\n".join([
+        "status = warn",
+        "appender.out.type = Console",
+        "appender.out.name = OUT",
+        "appender.out.layout.type = PatternLayout",
+        "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+        "rootLogger.level = WARN",
+        "rootLogger.appenderRef.out.ref = OUT",
+        "logger.app.name = org.apache.kafka.common.utils.AppInfoParser",
+        "logger.app.level = INFO",
+        "logger.raft.name = kafka.server.KafkaRaftServer",
+        "logger.raft.level = INFO",
+        "",
+    ]))
+    classpath = f"{kafka_libs()}/*"
+    java = ["java", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    if not (data / "meta.properties").exists():
+        cluster_id = subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+        subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                       check=True, capture_output=True, text=True)
+    return ["java", f"-Xms{KAFKA_HEAP}", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
+            "kafka.Kafka", str(props)]
+
+
+def redis_argv(settings: CommonSettings) -> list[str]:
+    home = settings.run_dir / "redis"
+    home.mkdir(parents=True, exist_ok=True)
+    # AOF: the outbox holds the only copy of an accepted command until the relay ships it.
+    # noeviction: Redis must refuse a write rather than drop state or an unshipped event.
+    return ["redis-server", "--bind", "127.0.0.1", "--port", str(settings.ports.redis),
+            "--dir", str(home), "--appendonly", "yes",
+            "--appendfsync", os.environ.get("EPRX_REDIS_APPENDFSYNC", "everysec"),
+            "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
+            "--logfile", "", "--loglevel", "warning"]
+
+
+def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
+    py = sys.executable
+    kafka_console = lambda line: any(w in line for w in (" WARN ", " ERROR ", "Kafka version", "Server started"))  # noqa: E731
+    stages = [
+        [Proc("kafka", prepare_kafka(settings), kafka_ready(settings), console_filter=kafka_console,
+              ports=(settings.ports.kafka, settings.ports.kafka_controller)),
+         Proc("redis", redis_argv(settings), redis_ready(settings), ports=(settings.ports.redis,))],
+        [Proc("topics", [py, "-m", "services.common.topics"], oneshot=True),
+         Proc("credentials", [py, "-m", "services.common.auth", str(settings.credentials_file.parent)],
+              oneshot=True)],
+    ]
+    if infra_only:
+        return stages
+    services = []
+    for service in SERVICES:
+        package = ROOT / "services" / service
+        port = getattr(settings.ports, service)
+        services.append(Proc(service, [py, "-m", f"services.{service}.app"], grpc_ready(port), ports=(port,)))
+        services.append(Proc(f"{service}-relay", [py, "-m", "services.common.outbox_relay", service]))
+        if (package / "worker.py").exists():
+            services.append(Proc(f"{service}-worker", [py, "-m", f"services.{service}.worker", "worker"]))
+    return stages + [services]
+
+
+def grpc_ready(port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+    return probe
+
+
+class Supervisor:
+    def __init__(self, settings: CommonSettings, infra_only: bool):
+        self.settings = settings
+        self.infra_only = infra_only
+        self.logs = settings.run_dir / "logs"
+        self.pids = settings.run_dir / "pids"
+        self.stopping = threading.Event()
+        self.running: list[Proc] = []
+        self._print_lock = threading.Lock()
+
+    def say(self, name: str, line: str, color: str = "1") -> None:
+        with self._print_lock:
+            if sys.stdout.isatty():
+                print(f"\x1b[{color}m{name:>20} |\x1b[0m {line}", flush=True)
+            else:
+                print(f"{name:>20} | {line}", flush=True)
+
+    def _pump(self, proc: Proc, color: str) -> None:
+        with open(self.logs / f"{proc.name}.log", "w", buffering=1) as log:
+            for raw in proc.popen.stdout:
+                line = raw.rstrip("\n")
+                log.write(line + "\n")
+                if proc.console_filter(line):
+                    self.say(proc.name, line, color)
+
+    def start(self, proc: Proc, color: str) -> None:
+        taken = [p for p in proc.ports if port_open(p)]
+        if taken:
+            raise RuntimeError(f"{proc.name}: port {taken} already in use by another process")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "build" / "gen"), env.get("PYTHONPATH", "")])
+        proc.popen = subprocess.Popen(proc.argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, process_group=0)
+        (self.pids / f"{proc.name}.pid").write_text(str(proc.popen.pid))
+        threading.Thread(target=self._pump, args=(proc, color), daemon=True).start()
+        self.running.append(proc)
+
+    def wait_ready(self, proc: Proc, timeout: float = 120.0) -> None:
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if proc.oneshot:
+                if proc.popen.poll() is not None:
+                    (self.pids / f"{proc.name}.pid").unlink(missing_ok=True)
+                    if proc.popen.returncode != 0:
+                        raise RuntimeError(f"{proc.name} failed with exit code {proc.popen.returncode}")
+                    return
+            else:
+                if proc.popen.poll() is not None:
+                    raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode} while starting")
+                # Without a probe, a process counts as started once it has stayed up a moment.
+                settled = proc.ready is None and time.monotonic() - started > 1.5
+                if settled or (proc.ready is not None and proc.ready()):
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{proc.name} not ready after {timeout:.0f}s (see {self.logs / (proc.name + '.log')})")
+
+    def run(self) -> int:
+        for d in (self.logs, self.pids):
+            d.mkdir(parents=True, exist_ok=True)
+        ready_file = self.settings.run_dir / "ready"
+        ready_file.unlink(missing_ok=True)
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        n = 0
+        try:
+            for stage in plan(self.settings, self.infra_only):
+                for proc in stage:
+                    t0 = time.monotonic()
+                    self.start(proc, COLORS[n % len(COLORS)])
+                    n += 1
+                    self.wait_ready(proc)
+                    self.say("supervisor", f"{proc.name} {'done' if proc.oneshot else 'ready'} "
+                                           f"in {time.monotonic() - t0:.1f}s")
+            self.print_endpoints()
+            ready_file.write_text(str(os.getpid()))
+            while not self.stopping.wait(0.5):
+                for proc in self.running:
+                    if not proc.oneshot and proc.popen.poll() is not None:
+                        self.say("supervisor", f"{proc.name} exited with code {proc.popen.returncode}; stopping all")
+                        return self.stop(1)
+            return self.stop(0)
+        except RuntimeError as exc:
+            self.say("supervisor", f"FAILED: {exc}")
+            return self.stop(1)
+
+    def print_endpoints(self) -> None:
+        s = self.settings
+        self.say("supervisor", f"Kafka {s.kafka_bootstrap}  Redis {s.redis_url}")
+        if not self.infra_only:
+            for service in SERVICES:
+                self.say("supervisor", f"{service:>12} gRPC 127.0.0.1:{getattr(s.ports, service)}")
+        self.say("supervisor", f"demo credentials: {s.credentials_file.parent / 'tokens.json'}")
+        self.say("supervisor", f"logs: {self.logs}/")
+
+    def stop(self, code: int) -> int:
+        for proc in reversed(self.running):
+            if proc.popen.poll() is None:
+                proc.popen.terminate()
+                try:
+                    proc.popen.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.say("supervisor", f"{proc.name} ignored SIGTERM; killing it")
+                    proc.popen.kill()
+                    proc.popen.wait()
+            (self.pids / f"{proc.name}.pid").unlink(missing_ok=True)
+        (self.settings.run_dir / "ready").unlink(missing_ok=True)
+        self.say("supervisor", "all stopped")
+        return code
+
+
+def supervisor_pidfile(settings: CommonSettings) -> Path:
+    return settings.run_dir / "supervisor.pid"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def up(settings: CommonSettings, infra_only: bool) -> int:
+    pidfile = supervisor_pidfile(settings)
+    if pidfile.exists() and alive(int(pidfile.read_text())):
+        print(f"already running (pid {pidfile.read_text()}); `make down` first")
+        return 1
+    (settings.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    log = settings.run_dir / "logs" / "supervisor.log"
+    argv = [sys.executable, __file__, "run"] + (["--infra-only"] if infra_only else [])
+    with open(log, "w") as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, cwd=ROOT)
+    pidfile.write_text(str(child.pid))
+    ready = settings.run_dir / "ready"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 240:
+        if ready.exists() and ready.read_text() == str(child.pid):
+            print(f"up in {time.monotonic() - t0:.1f}s; logs in {log.parent}/")
+            print("".join(l for l in log.read_text().splitlines(True) if "supervisor |" in l), end="")
+            return 0
+        if child.poll() is not None:
+            print(log.read_text()[-4000:])
+            print(f"failed to start (exit {child.returncode}); full log: {log}")
+            pidfile.unlink(missing_ok=True)
+            return 1
+        time.sleep(0.3)
+    print(f"not ready after 240s; see {log}")
+    return 1
+
+
+def down(settings: CommonSettings) -> int:
+    pidfile = supervisor_pidfile(settings)
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 90
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        pidfile.unlink(missing_ok=True)
+    # A supervisor that died hard leaves children behind: their pids are on record.
+    for child in (settings.run_dir / "pids").glob("*.pid") if (settings.run_dir / "pids").exists() else ():
+        pid = int(child.read_text())
+        if alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        child.unlink()
+    ports = settings.ports
+    busy = [p for p in (ports.kafka, ports.kafka_controller, ports.redis, ports.prescribing,
+                        ports.pharmacy, ports.insurance) if port_open(p)]
+    if busy:
+        print(f"down, but ports still answer: {busy}")
+        return 1
+    print("down: no process or port left")
+    return 0
+
+
+def status(settings: CommonSettings) -> int:
+    pids = settings.run_dir / "pids"
+    rows = sorted(pids.glob("*.pid")) if pids.exists() else []
+    if not rows:
+        print("nothing running")
+        return 1
+    for row in rows:
+        pid = int(row.read_text())
+        print(f"{row.stem:>20}  pid {pid:<8} {'running' if alive(pid) else 'DEAD'}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "up", "down", "status"))
+    parser.add_argument("--infra-only", action="store_true", help="Kafka, Redis, topics and credentials only")
+    args = parser.parse_args()
+    settings = CommonSettings.from_env()
+    if args.command == "run":
+        return Supervisor(settings, args.infra_only).run()
+    if args.command == "up":
+        return up(settings, args.infra_only)
+    if args.command == "down":
+        return down(settings)
+    return status(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

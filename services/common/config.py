@@ -1,0 +1,135 @@
+"""Environment variables into frozen settings, with defaults that work on a laptop."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+PREFIX = "EPRX_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the process must not start."""
+
+
+class Env:
+    """Typed reads of EPRX_* variables that name the variable in every error."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self._environ = os.environ if environ is None else environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._environ.get(PREFIX + name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(f"{PREFIX}{name} is required")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be an integer, got {value!r}") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ConfigError(f"{PREFIX}{name} must be {bound}, got {number}")
+        return number
+
+    def number(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be a number, got {value!r}") from None
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in choices:
+            raise ConfigError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def path(self, name: str, default: Path) -> Path:
+        value = self.raw(name)
+        return Path(value) if value is not None else default
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Ports:
+    kafka: int
+    kafka_controller: int
+    redis: int
+    prescribing: int
+    pharmacy: int
+    insurance: int
+
+    @classmethod
+    def from_env(cls, env: Env) -> "Ports":
+        port = lambda name, default: env.integer(name, default, minimum=1, maximum=65535)  # noqa: E731
+        return cls(
+            kafka=port("KAFKA_PORT", 9092),
+            kafka_controller=port("KAFKA_CONTROLLER_PORT", 9093),
+            redis=port("REDIS_PORT", 6380),
+            prescribing=port("PRESCRIBING_PORT", 50051),
+            pharmacy=port("PHARMACY_PORT", 50052),
+            insurance=port("INSURANCE_PORT", 50053),
+        )
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    """What every service and worker needs: where the infrastructure is and how to behave."""
+
+    run_dir: Path
+    ports: Ports
+    kafka_bootstrap: str
+    redis_url: str
+    credentials_file: Path
+    topic_partitions: int
+    replication_factor: int
+    min_insync_replicas: int
+    outbox_shards: int
+    log_format: str
+    log_level: str
+    log_mask_key: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "CommonSettings":
+        env = Env(environ)
+        run_dir = env.path("RUN_DIR", project_root() / ".run").resolve()
+        ports = Ports.from_env(env)
+        replication = env.integer("REPLICATION_FACTOR", 1, minimum=1)
+        min_isr = env.integer("MIN_INSYNC_REPLICAS", 1, minimum=1)
+        if min_isr > replication:
+            raise ConfigError(
+                f"{PREFIX}MIN_INSYNC_REPLICAS ({min_isr}) cannot exceed "
+                f"{PREFIX}REPLICATION_FACTOR ({replication})"
+            )
+        return cls(
+            run_dir=run_dir,
+            ports=ports,
+            kafka_bootstrap=env.text("KAFKA_BOOTSTRAP", f"127.0.0.1:{ports.kafka}"),
+            redis_url=env.text("REDIS_URL", f"redis://127.0.0.1:{ports.redis}/0"),
+            credentials_file=env.path("CREDENTIALS_FILE", run_dir / "credentials" / "credentials.json"),
+            topic_partitions=env.integer("TOPIC_PARTITIONS", 6, minimum=1, maximum=1024),
+            replication_factor=replication,
+            min_insync_replicas=min_isr,
+            outbox_shards=env.integer("OUTBOX_SHARDS", 8, minimum=1, maximum=4096),
+            log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
+            log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            log_mask_key=env.raw("LOG_MASK_KEY"),
+        )

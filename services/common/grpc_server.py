@@ -1,0 +1,148 @@
+"""A grpc.aio server with what every service needs: health, reflection, correlation ids,
+authentication and per-method roles, a log line per call, and a graceful stop."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable, Mapping
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.auth import AuthenticationError, Authenticator, Caller, Role
+from services.common.logging import correlation_id, new_correlation_id
+from services.common.request_context import current_caller
+
+log = structlog.get_logger("grpc")
+
+CORRELATION_HEADER = "x-correlation-id"
+# Probes and discovery need no credential.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One gRPC service to serve: its full name, the generated add_*_to_server, the servicer,
+    and which roles may call each method (a method not listed is refused to everyone)."""
+
+    name: str
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    method_roles: Mapping[str, frozenset[Role]]
+
+
+def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+    return {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+
+
+def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator, roles: Mapping[str, frozenset[Role]]):
+        self._authenticator = authenticator
+        self._roles = roles  # "/pkg.Service/Method" -> roles
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        metadata = _metadata(details)
+        cid = metadata.get(CORRELATION_HEADER) or new_correlation_id()
+        try:
+            caller = self._authenticator.authenticate(metadata.get("authorization"))
+        except AuthenticationError as exc:
+            log.warning("rpc.unauthenticated", method=method, reason=str(exc), correlation_id=cid)
+            return _deny(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        allowed = self._roles.get(method, frozenset())
+        if caller.role not in allowed:
+            log.warning("rpc.forbidden", method=method, role=caller.role.value, caller=caller.identity,
+                        correlation_id=cid)
+            return _deny(grpc.StatusCode.PERMISSION_DENIED,
+                         f"role {caller.role.value} may not call {method.rsplit('/', 1)[-1]}")
+        if handler.unary_unary is None:
+            return handler  # streaming methods are not part of the platform's APIs
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap(handler.unary_unary, method, caller, cid),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _wrap(behaviour, method: str, caller: Caller, cid: str):
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        cid_token = correlation_id.set(cid)
+        caller_token = current_caller.set(caller)
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            await context.send_initial_metadata(((CORRELATION_HEADER, cid),))
+            return await behaviour(request, context)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            if code in (grpc.StatusCode.OK, grpc.StatusCode.UNKNOWN):
+                code = grpc.StatusCode.INTERNAL
+                log.exception("rpc.crashed", method=method)
+            raise
+        finally:
+            log.info("rpc", method=method, code=code.name, caller=caller.identity,
+                     role=caller.role.value, ms=round((time.perf_counter() - started) * 1000, 2))
+            current_caller.reset(caller_token)
+            correlation_id.reset(cid_token)
+    return call
+
+
+async def create_server(address: str, bindings: Iterable[ServiceBinding], authenticator: Authenticator) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Builds and binds the server; returns it with the bound port (pass port 0 in tests)."""
+    bindings = list(bindings)
+    roles = {f"/{b.name}/{m}": r for b in bindings for m, r in b.method_roles.items()}
+    server = grpc.aio.server(interceptors=[CallInterceptor(authenticator, roles)],
+                             options=[("grpc.so_reuseport", 0)])
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for b in bindings:
+        b.add_to_server(b.servicer, server)
+    names = [b.name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                          reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind gRPC server to {address}")
+    return server, port, health_servicer
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer, names: Iterable[str]) -> None:
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def serve_until_signalled(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
+                                names: Iterable[str], *, grace_seconds: float = 10.0,
+                                on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Starts, reports SERVING, and on SIGTERM/SIGINT reports NOT_SERVING, lets calls in
+    flight finish within the grace period, then stops."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await mark_serving(health_servicer, names)
+    log.info("grpc.serving")
+    await stop.wait()
+    log.info("grpc.stopping", grace_seconds=grace_seconds)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_seconds)
+    if on_stop is not None:
+        await on_stop()
+    log.info("grpc.stopped")

@@ -1,0 +1,30 @@
+"""Runs one gRPC service process: settings, logging, server, graceful stop."""
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Sequence
+
+import structlog
+
+from services.common.auth import Authenticator
+from services.common.config import CommonSettings
+from services.common.grpc_server import ServiceBinding, create_server, serve_until_signalled
+from services.common.logging import configure_logging, load_mask_key
+
+BindingsFactory = Callable[[], Awaitable[tuple[Sequence[ServiceBinding], Callable[[], Awaitable[None]] | None]]]
+
+
+def run_service(name: str, settings: CommonSettings, port: int, make_bindings: BindingsFactory,
+                *, host: str = "127.0.0.1") -> None:
+    configure_logging(name, fmt=settings.log_format, level=settings.log_level,
+                      mask_key=load_mask_key(settings.run_dir, settings.log_mask_key))
+    asyncio.run(_serve(name, settings, f"{host}:{port}", make_bindings))
+
+
+async def _serve(name: str, settings: CommonSettings, address: str, make_bindings: BindingsFactory) -> None:
+    log = structlog.get_logger(name)
+    bindings, on_stop = await make_bindings()
+    authenticator = Authenticator.from_file(settings.credentials_file)
+    server, port, health = await create_server(address, bindings, authenticator)
+    log.info("service.starting", address=address, port=port)
+    await serve_until_signalled(server, health, [b.name for b in bindings], on_stop=on_stop)

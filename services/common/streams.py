@@ -1,0 +1,157 @@
+"""The Faust kit: an app factory with the platform's settings, source topics of raw bytes,
+and the envelope processor every agent goes through: decode, skip what was already seen,
+call the handler, and send what cannot be processed to the dead-letter topic."""
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import Any, Awaitable, Callable, Protocol
+
+import faust
+import redis.exceptions
+import structlog
+
+from services.common.config import CommonSettings
+from services.common.events import EventDecodeError, decode
+from services.common.logging import correlation_id
+from services.common.topics import dlq
+
+log = structlog.get_logger("streams")
+
+Handler = Callable[[Any], Awaitable[None]]  # takes a decoded EventEnvelope
+
+
+def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.App:
+    brokers = [f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")]
+    config: dict[str, Any] = dict(
+        broker=brokers,
+        store="memory://",
+        # faust-streaming's exactly_once mode has open correctness bugs: handlers are
+        # idempotent and de-duplicate on the event id instead.
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+    )
+    config.update(overrides)
+    return faust.App(f"eprx-{name}", **config)
+
+
+def source_topic(app: faust.App, name: str) -> faust.TopicT:
+    """A topic the project created (services/common/topics.py), read as raw bytes."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw", allow_empty=True)
+
+
+class Deduplicator(Protocol):
+    """Remembers which event ids a consumer has fully handled.
+
+    `seen` is true only for ids passed to `remember` before; `remember` is idempotent."""
+
+    async def seen(self, event_id: str) -> bool: ...
+
+    async def remember(self, event_id: str) -> None: ...
+
+
+class RedisDeduplicator:
+    def __init__(self, redis, consumer: str, ttl_seconds: int = 14 * 24 * 3600):
+        self._redis = redis
+        self._prefix = f"dedup:{consumer}:"
+        self._ttl = ttl_seconds
+
+    async def seen(self, event_id: str) -> bool:
+        return bool(await self._redis.exists(self._prefix + event_id))
+
+    async def remember(self, event_id: str) -> None:
+        await self._redis.set(self._prefix + event_id, b"1", ex=self._ttl)
+
+
+class MemoryDeduplicator:
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    async def seen(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    async def remember(self, event_id: str) -> None:
+        self._ids.add(event_id)
+
+
+class DeadLetters:
+    """Sends a message that cannot be processed to `<topic>.dlq`, with why and from where."""
+
+    def __init__(self, app: faust.App, consumer: str):
+        self._app = app
+        self._consumer = consumer
+        self._topics: dict[str, faust.TopicT] = {}
+
+    async def send(self, event: faust.EventT, error: BaseException) -> None:
+        message = event.message
+        name = dlq(message.topic)
+        topic = self._topics.get(name) or self._topics.setdefault(name, source_topic(self._app, name))
+        headers = list((event.headers or {}).items()) if isinstance(event.headers, dict) else list(event.headers or [])
+        headers += [
+            ("dlq-error", f"{type(error).__name__}: {error}"[:2000].encode()),
+            ("dlq-trace", "".join(traceback.format_exception(error))[-4000:].encode()),
+            ("dlq-source-topic", message.topic.encode()),
+            ("dlq-source-partition", str(message.partition).encode()),
+            ("dlq-source-offset", str(message.offset).encode()),
+            ("dlq-consumer", self._consumer.encode()),
+        ]
+        delivery = await topic.send(key=message.key, value=message.value, headers=headers)
+        await delivery  # the source offset is committed only after the DLQ holds the message
+        log.warning("event.dead_lettered", topic=message.topic, partition=message.partition,
+                    offset=message.offset, error=str(error)[:300])
+
+
+# Failures of the infrastructure, not of the message: retried in place (keeping the
+# partition's order) instead of dead-lettering a message that is fine.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+)
+
+
+class EnvelopeProcessor:
+    def __init__(self, consumer: str, dedup: Deduplicator, dead_letters: DeadLetters, *,
+                 transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS, max_backoff: float = 5.0):
+        self.consumer = consumer
+        self._dedup = dedup
+        self._dead = dead_letters
+        self._transient = transient
+        self._max_backoff = max_backoff
+
+    async def _retrying(self, step: Callable[[], Awaitable[Any]]) -> Any:
+        backoff = 0.1
+        while True:
+            try:
+                return await step()
+            except self._transient as exc:
+                log.warning("event.transient_failure", consumer=self.consumer, error=repr(exc),
+                            retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    async def process(self, event: faust.EventT, handle: Handler) -> str:
+        """Returns what happened: handled, duplicate or dead-lettered."""
+        try:
+            envelope = decode(event.value)
+        except EventDecodeError as exc:
+            await self._dead.send(event, exc)
+            return "dead-lettered"
+        token = correlation_id.set(envelope.correlation_id or None)
+        try:
+            if await self._retrying(lambda: self._dedup.seen(envelope.event_id)):
+                return "duplicate"
+            try:
+                await self._retrying(lambda: handle(envelope))
+            except Exception as exc:  # one bad message must not stop the stream
+                await self._dead.send(event, exc)
+                return "dead-lettered"
+            await self._retrying(lambda: self._dedup.remember(envelope.event_id))
+            return "handled"
+        finally:
+            correlation_id.reset(token)

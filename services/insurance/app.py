@@ -1,0 +1,19 @@
+"""Entry point of the insurance service: python -m services.insurance.app"""
+from __future__ import annotations
+
+from services.common.service_runner import run_service
+from services.insurance.adapters.grpc_api import InsuranceServicer, binding
+from services.insurance.config import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+
+    async def bindings():
+        return [binding(InsuranceServicer())], None
+
+    run_service("insurance", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
+
+
+if __name__ == "__main__":
+    main()

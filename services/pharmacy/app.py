@@ -1,0 +1,19 @@
+"""Entry point of the pharmacy service: python -m services.pharmacy.app"""
+from __future__ import annotations
+
+from services.common.service_runner import run_service
+from services.pharmacy.adapters.grpc_api import PharmacyServicer, binding
+from services.pharmacy.config import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+
+    async def bindings():
+        return [binding(PharmacyServicer())], None
+
+    run_service("pharmacy", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The pharmacy service's settings: the common ones plus its own."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from services.common.config import CommonSettings, Env
+
+
+@dataclass(frozen=True)
+class Settings:
+    common: CommonSettings
+    grpc_host: str
+    grpc_port: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        common = CommonSettings.from_env(environ)
+        env = Env(environ)
+        return cls(common=common, grpc_host=env.text("GRPC_HOST", "127.0.0.1"),
+                   grpc_port=common.ports.pharmacy)

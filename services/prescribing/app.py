@@ -1,0 +1,19 @@
+"""Entry point of the prescribing service: python -m services.prescribing.app"""
+from __future__ import annotations
+
+from services.common.service_runner import run_service
+from services.prescribing.adapters.grpc_api import PrescribingServicer, binding
+from services.prescribing.config import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+
+    async def bindings():
+        return [binding(PrescribingServicer())], None
+
+    run_service("prescribing", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
+
+
+if __name__ == "__main__":
+    main()
