@@ -69,6 +69,7 @@ class OutboxRelay:
         entries = self._redis.xrange(stream, count=self._batch)
         if not entries:
             return 0
+        crash_point("relay.before_produce")
         pending = []
         for entry_id, fields in entries:
             future = self._producer.send(fields[b"topic"].decode(), key=fields[b"key"], value=fields[b"value"],

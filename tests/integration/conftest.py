@@ -1,0 +1,67 @@
+"""Integration tests talk to the real Kafka and Redis that `make test` starts
+(deploy/local/supervise.py up --infra-only, on the test ports)."""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import pytest
+import redis
+import redis.asyncio
+from kafka.admin import KafkaAdminClient
+
+from services.common.config import CommonSettings
+from services.common.topics import TopicSpec, apply_topics
+
+
+@pytest.fixture(scope="session")
+def settings() -> CommonSettings:
+    s = CommonSettings.from_env()
+    try:
+        redis.Redis.from_url(s.redis_url, socket_timeout=2).ping()
+        KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=5000).close()
+    except Exception as exc:  # pragma: no cover - tells the developer how to run these
+        pytest.exit(f"Kafka/Redis not reachable at {s.kafka_bootstrap} / {s.redis_url} ({exc!r}); "
+                    "run the suite with `make test`", returncode=3)
+    return s
+
+
+@pytest.fixture
+def redis_sync(settings):
+    client = redis.Redis.from_url(settings.redis_url, protocol=3)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def redis_async(settings):
+    client = redis.asyncio.Redis.from_url(settings.redis_url, protocol=3)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def make_topic(settings):
+    """Creates a fresh topic (and its .dlq) for one test; returns its name."""
+    def create(prefix: str = "it", partitions: int = 3) -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+        specs = [TopicSpec(n, partitions, 1, 1) for n in (name, f"{name}.dlq")]
+        report = apply_topics(settings.kafka_bootstrap, specs)
+        assert sorted(report.created) == sorted(s.name for s in specs)
+        return name
+    return create
+
+
+@pytest.fixture
+def subprocess_env(settings):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([root, os.path.join(root, "build", "gen"), env.get("PYTHONPATH", "")])
+    env.pop("EPRX_CRASH_AT", None)
+    return env
+
+
+@pytest.fixture
+def python():
+    return sys.executable

@@ -1,0 +1,38 @@
+"""A Faust worker built with the platform's kit, for the integration tests:
+python tests/integration/faust_probe.py worker  (PROBE_TOPIC names its source topic).
+
+It records each handled event id in Redis; an event whose reason is "explode" makes the
+handler fail, as a message the domain rejects would."""
+from __future__ import annotations
+
+import os
+
+import redis.asyncio
+
+from services.common.config import CommonSettings
+from services.common.events import payload_of
+from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDeduplicator, create_app, source_topic
+
+settings = CommonSettings.from_env()
+TOPIC = os.environ["PROBE_TOPIC"]
+app = create_app(f"probe-{TOPIC}", settings)
+topic = source_topic(app, TOPIC)
+
+
+@app.agent(topic)
+async def consume(stream):
+    client = redis.asyncio.Redis.from_url(settings.redis_url)
+    processor = EnvelopeProcessor(f"probe-{TOPIC}", RedisDeduplicator(client, f"probe-{TOPIC}"),
+                                  DeadLetters(app, f"probe-{TOPIC}"))
+
+    async def handle(envelope):
+        if payload_of(envelope).reason == "explode":
+            raise ValueError("the handler cannot accept this event")
+        await client.rpush(f"probe:{TOPIC}:handled", envelope.event_id)
+
+    async for event in stream.events():
+        await processor.process(event, handle)
+
+
+if __name__ == "__main__":
+    app.main()

@@ -1,0 +1,47 @@
+"""Helpers for tests: wait for a condition with a deadline, read a topic to the end."""
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+from kafka import KafkaConsumer, TopicPartition
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
+               message: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 30.0) -> list:
+    """Every record of the topic from the beginning, once at least `at_least` are there and the
+    consumer has reached the end offsets."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=500)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert partitions, f"topic {topic} does not exist"
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list = []
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = consumer.poll(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+            ends = consumer.end_offsets(partitions)
+            at_end = all(consumer.position(tp) >= ends[tp] for tp in partitions)
+            if at_end and len(records) >= at_least:
+                return records
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: {len(records)} records after {timeout}s, wanted {at_least}")
+    finally:
+        consumer.close()
