@@ -40,7 +40,7 @@ $(KAFKA_LIBS)/.stamp: deploy/local/kafka/pom.xml
 	@command -v java >/dev/null || { echo "Java 17 is required for Kafka"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch Kafka"; exit 1; }
 	rm -rf $(KAFKA_LIBS)
-	mvn -q -B -f deploy/local/kafka/pom.xml package -Dlibs.dir=$(CURDIR)/$(KAFKA_LIBS)
+	mvn -q -B -Dstyle.color=never -f deploy/local/kafka/pom.xml package -Dlibs.dir=$(CURDIR)/$(KAFKA_LIBS)
 	rm -rf deploy/local/kafka/target
 	@touch $@
 
