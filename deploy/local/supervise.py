@@ -11,6 +11,7 @@ Nothing here needs Docker: the broker is the official Apache Kafka jars from Mav
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -195,6 +196,24 @@ def grpc_ready(port: int) -> Callable[[], bool]:
     return probe
 
 
+def readable(line: str) -> str:
+    """A JSON log line as a person reads it on a console; the file keeps the JSON."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict) or "event" not in record:
+        return line
+    stamp = str(record.pop("timestamp", ""))[11:23]
+    level = str(record.pop("level", "")).upper()
+    event = record.pop("event")
+    record.pop("service", None)
+    fields = " ".join(f"{k}={v}" for k, v in record.items())
+    return f"{stamp} {level:<7} {event} {fields}".rstrip()
+
+
 class Supervisor:
     def __init__(self, settings: CommonSettings, infra_only: bool):
         self.settings = settings
@@ -218,7 +237,7 @@ class Supervisor:
                 line = raw.rstrip("\n")
                 log.write(line + "\n")
                 if proc.console_filter(line):
-                    self.say(proc.name, line, color)
+                    self.say(proc.name, readable(line), color)
 
     def start(self, proc: Proc, color: str) -> None:
         taken = [p for p in proc.ports if port_open(p)]
