@@ -168,7 +168,9 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
          Proc("redis", redis_argv(settings), redis_ready(settings), ports=(settings.ports.redis,))],
         [Proc("topics", [py, "-m", "services.common.topics"], oneshot=True),
          Proc("credentials", [py, "-m", "services.common.auth", str(settings.credentials_file.parent)],
-              oneshot=True)],
+              oneshot=True),
+         Proc("signing-keys", [py, "-m", "services.common.signatures", str(settings.run_dir / "keys"),
+                               str(ROOT / "reference" / "v1" / "prescribers.csv")], oneshot=True)],
     ]
     if infra_only:
         return stages

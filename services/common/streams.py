@@ -34,6 +34,7 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=False,
+        datadir=str(settings.run_dir / "faust" / "{conf.name}"),
         broker_commit_interval=1.0,
         table_standby_replicas=0,
     )

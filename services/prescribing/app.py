@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from services.common.service_runner import run_service
 from services.prescribing.adapters.grpc_api import PrescribingServicer, binding
+from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
 
 
@@ -10,7 +11,8 @@ def main() -> None:
     settings = Settings.from_env()
 
     async def bindings():
-        return [binding(PrescribingServicer())], None
+        handlers, close = bootstrap(settings)
+        return [binding(PrescribingServicer(handlers))], close
 
     run_service("prescribing", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
 

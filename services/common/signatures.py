@@ -1,0 +1,106 @@
+"""Prescription signatures: Ed25519 over a canonical encoding of the prescription.
+
+The canonical encoding is the Prescription message with its signature field cleared,
+serialised deterministically. The signer keeps private keys in a key store made at first
+run (never committed); verifiers read only the public keys file."""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from eprescription.common.v1 import common_pb2
+
+ALGORITHM = "ed25519"
+PRIVATE_FILE = "prescriber-signing-keys.json"
+PUBLIC_FILE = "prescriber-public-keys.json"
+
+
+def canonical_bytes(prescription: common_pb2.Prescription) -> bytes:
+    unsigned = common_pb2.Prescription()
+    unsigned.CopyFrom(prescription)
+    unsigned.ClearField("signature")
+    return unsigned.SerializeToString(deterministic=True)
+
+
+def sign(prescription: common_pb2.Prescription, key_id: str, key: Ed25519PrivateKey) -> None:
+    """Signs in place: sets prescription.signature."""
+    value = key.sign(canonical_bytes(prescription))
+    prescription.signature.CopyFrom(common_pb2.Signature(algorithm=ALGORITHM, key_id=key_id, value=value))
+
+
+def verify(prescription: common_pb2.Prescription, public_keys: dict[str, Ed25519PublicKey]) -> bool:
+    sig = prescription.signature
+    key = public_keys.get(sig.key_id)
+    if sig.algorithm != ALGORITHM or key is None:
+        return False
+    try:
+        key.verify(sig.value, canonical_bytes(prescription))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def load_private_keys(directory: Path) -> dict[str, Ed25519PrivateKey]:
+    doc = json.loads((directory / PRIVATE_FILE).read_text())
+    return {k: Ed25519PrivateKey.from_private_bytes(base64.b64decode(v)) for k, v in doc["keys"].items()}
+
+
+def load_public_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
+    doc = json.loads((directory / PUBLIC_FILE).read_text())
+    return {k: Ed25519PublicKey.from_public_bytes(base64.b64decode(v)) for k, v in doc["keys"].items()}
+
+
+def ensure_keys(directory: Path, key_ids: Iterable[str]) -> list[str]:
+    """Adds a key pair for every key id that has none; returns the ids it created."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = directory / PRIVATE_FILE, directory / PUBLIC_FILE
+    private = json.loads(private_path.read_text())["keys"] if private_path.exists() else {}
+    public = json.loads(public_path.read_text())["keys"] if public_path.exists() else {}
+    created = []
+    for key_id in key_ids:
+        if key_id in private:
+            continue
+        key = Ed25519PrivateKey.generate()
+        private[key_id] = _b64(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
+        public[key_id] = _b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+        created.append(key_id)
+    if created:
+        _write(private_path, {"version": 1, "keys": private}, 0o600)
+        _write(public_path, {"version": 1, "keys": public}, 0o644)
+    return created
+
+
+def _write(path: Path, doc: dict, mode: int) -> None:
+    draft = path.with_name(f".{path.name}.tmp")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=2)
+    os.replace(draft, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import csv
+    parser = argparse.ArgumentParser(description="Create signing keys for the registered prescribers")
+    parser.add_argument("directory", type=Path, help="key store folder (in the run folder)")
+    parser.add_argument("prescribers_csv", type=Path)
+    args = parser.parse_args(argv)
+    with open(args.prescribers_csv, newline="", encoding="utf-8") as f:
+        key_ids = [row["key_id"] for row in csv.DictReader(f)]
+    created = ensure_keys(args.directory, key_ids)
+    print(f"signing keys: {len(created)} created, {len(key_ids) - len(created)} already present")
+
+
+if __name__ == "__main__":
+    main()

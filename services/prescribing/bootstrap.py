@@ -1,0 +1,38 @@
+"""Wires the prescribing service's adapters into its handlers."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable
+
+import redis.asyncio
+
+from services.common import signatures
+from services.prescribing.adapters import reference_data
+from services.prescribing.adapters.redis_store import RedisPrescriptionStore
+from services.prescribing.config import Settings
+from services.prescribing.handlers import Dependencies, Prescribing
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+              redis_client=None) -> tuple[Prescribing, Callable]:
+    """Loads and checks the reference data and keys (refusing to start on anything
+    malformed), and returns the handlers with a function that closes what was opened."""
+    ref = reference_data.load(settings.reference_dir)
+    keys = signatures.load_private_keys(settings.keys_dir)
+    missing = sorted(p.key_id for p in ref.prescribers.values() if p.key_id not in keys)
+    if missing:
+        raise RuntimeError(f"no signing key in {settings.keys_dir} for prescribers {', '.join(missing)} "
+                           "(run `python -m services.common.signatures`)")
+    client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+    store = RedisPrescriptionStore(client, settings.common.outbox_shards)
+    handlers = Prescribing(Dependencies(store=store, ref=ref, signing_keys=keys, clock=clock,
+                                        icd_valid=reference_data.icd10_is_valid))
+
+    async def close() -> None:
+        await client.aclose()
+
+    return handlers, close

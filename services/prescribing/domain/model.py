@@ -1,0 +1,275 @@
+"""The prescribing domain's values: pure dataclasses, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import IntEnum, StrEnum
+
+from services.common.formulary import Drug
+
+
+class RxType(StrEnum):
+    ORDINARY = "c"
+    NARCOTIC = "n"
+    PSYCHOTROPIC = "h"  # psychotropic or precursor
+    TRADITIONAL = "y"
+
+
+class Sex(StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+    UNKNOWN = "unknown"
+
+
+class Severity(IntEnum):
+    INFO = 1
+    MODERATE = 2
+    MAJOR = 3
+    CONTRAINDICATED = 4  # blocks issue unless the prescriber gives an override reason
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    PARTIALLY_DISPENSED = "partially_dispensed"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    REPLACED = "replaced"
+    EXPIRED = "expired"
+
+
+_ID_PREFIX = {"citizen_id": "cccd", "health_id": "hid", "passport": "pp"}
+
+
+@dataclass(frozen=True)
+class PatientId:
+    kind: str   # citizen_id | health_id | passport
+    value: str
+
+    @property
+    def key(self) -> str:
+        """The platform's patient key, e.g. 'cccd:001203004567'."""
+        return f"{_ID_PREFIX[self.kind]}:{self.value}"
+
+
+@dataclass(frozen=True)
+class Guardian:
+    name: str
+    identifier: PatientId | None
+    relationship: str
+
+
+@dataclass(frozen=True)
+class Patient:
+    identifier: PatientId | None
+    name: str
+    date_of_birth: date | None
+    sex: Sex | None
+    address: str
+    bhyt_card: str
+    age_in_months: int
+    weight_grams: int
+    guardian: Guardian | None
+    allergies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    icd10: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PrescriberRef:
+    certificate_number: str
+    linkage_code: str
+    name: str
+    facility_code: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    number: int
+    start: date | None
+    end: date | None
+
+
+@dataclass(frozen=True)
+class Line:
+    line_number: int
+    drug_code: str
+    quantity: int
+    dose: str               # units per administration, as decimal text
+    per_day: int
+    days: int
+    directions: str
+    batch_number: int = 0
+
+
+@dataclass(frozen=True)
+class Draft:
+    type: RxType | None
+    patient: Patient
+    diagnoses: tuple[Diagnosis, ...]
+    prescriber: PrescriberRef
+    lines: tuple[Line, ...]
+    advice: str = ""
+    return_visit_days: int = 0
+    batches: tuple[Batch, ...] = ()
+    cancer_or_aids_pain: bool = False
+    acute: bool = False
+    toxic_herbs: bool = False
+
+
+@dataclass(frozen=True)
+class Facility:
+    code: str
+    name: str
+    province: str
+    has_inpatient_beds: bool
+
+
+@dataclass(frozen=True)
+class RegisteredPrescriber:
+    certificate_number: str
+    linkage_code: str
+    name: str
+    facility_code: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class Interaction:
+    ingredients: frozenset[str]
+    severity: Severity
+    rationale: str
+
+
+@dataclass(frozen=True)
+class IcdRange:
+    first: str
+    last: str
+    group: str
+
+    def contains(self, code: str) -> bool:
+        plain = code.replace(".", "")
+        first, last = self.first.replace(".", ""), self.last.replace(".", "")
+        return first <= plain[:len(first)] and plain[:len(last)] <= last
+
+
+@dataclass(frozen=True)
+class Dated:
+    effective_from: date
+    value: object
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    version: str
+    drugs: dict[str, Drug]
+    interactions: dict[frozenset[str], Interaction]
+    max_daily_mg: dict[str, Decimal]
+    chronic: tuple[IcdRange, ...]
+    facilities: dict[str, Facility]
+    prescribers: dict[str, RegisteredPrescriber]            # by certificate number
+    supply_limits: tuple[tuple[date, dict[str, int]], ...]   # (effective_from, case -> max days), oldest first
+    dispensing_windows: tuple[tuple[date, int], ...]          # (effective_from, first-dispense days)
+
+    def in_force(self, table, on: date):
+        current = None
+        for effective_from, value in table:
+            if effective_from <= on:
+                current = value
+        if current is None:
+            raise LookupError(f"no rule in force on {on.isoformat()}")
+        return current
+
+    def limits_on(self, day: date) -> dict[str, int]:
+        return self.in_force(self.supply_limits, day)
+
+    def window_days_on(self, day: date) -> int:
+        return self.in_force(self.dispensing_windows, day)
+
+
+@dataclass(frozen=True)
+class ActiveMedication:
+    """One line of a prescription the patient has, from any facility (the read model)."""
+
+    prescription_code: str
+    line_number: int
+    facility_code: str
+    prescriber: str
+    drug_code: str
+    ingredients: tuple[str, ...]
+    atc: str
+    daily_mg: dict[str, Decimal]
+    start: date
+    days: int
+    prescribed: int
+    dispensed: int
+    status: Status
+    valid_until: date
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    drug_codes: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True)
+class IssuedPrescription:
+    """What the store keeps of a prescription besides its signed content."""
+
+    code: str
+    facility_code: str
+    issued_at: datetime
+    valid_until: date
+    status: Status
+    replaced_by: str = ""
+    dispensed: dict[int, int] = field(default_factory=dict)
+
+
+class PrescribingError(Exception):
+    """Base of the domain's refusals; each maps to one gRPC status."""
+
+
+class DraftRejected(PrescribingError):
+    def __init__(self, violations: list[Violation]):
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.message}" for v in violations))
+
+
+class SafetyBlocked(PrescribingError):
+    def __init__(self, findings: list[Finding]):
+        self.findings = findings
+        super().__init__("; ".join(f.message for f in findings))
+
+
+class NotFound(PrescribingError):
+    pass
+
+
+class NotPermitted(PrescribingError):
+    def __init__(self, rule: str, message: str):
+        self.rule = rule
+        super().__init__(message)
+
+
+class InvalidState(PrescribingError):
+    def __init__(self, rule: str, message: str):
+        self.rule = rule
+        super().__init__(message)
+
+
+class RequestConflict(PrescribingError):
+    """The same client request id was used before for a different request."""

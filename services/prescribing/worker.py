@@ -1,0 +1,48 @@
+"""The prescribing service's stream worker: projects prescription and dispense events into
+the prescription statuses and the patients' medication lists.
+
+    python -m services.prescribing.worker worker"""
+from __future__ import annotations
+
+from services.common.logging import configure_logging, load_mask_key
+from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDeduplicator, create_app, source_topic
+from services.common.topics import DISPENSES, PRESCRIPTIONS
+from services.prescribing.bootstrap import bootstrap
+from services.prescribing.config import Settings
+
+settings = Settings.from_env()
+app = create_app("prescribing", settings.common)
+prescriptions = source_topic(app, PRESCRIPTIONS)
+dispenses = source_topic(app, DISPENSES)
+CONSUMER = "prescribing-projections"
+
+
+def _processor(handlers_redis) -> EnvelopeProcessor:
+    return EnvelopeProcessor(CONSUMER, RedisDeduplicator(handlers_redis, CONSUMER), DeadLetters(app, CONSUMER))
+
+
+async def _consume(stream):
+    handlers, _ = bootstrap(settings)
+    processor = _processor(handlers.deps.store.redis)
+    async for event in stream.events():
+        await processor.process(event, handlers.on_event)
+
+
+@app.agent(prescriptions)
+async def project_prescriptions(stream):
+    await _consume(stream)
+
+
+@app.agent(dispenses)
+async def project_dispenses(stream):
+    await _consume(stream)
+
+
+@app.on_configured.connect
+def _configure_logging(app, conf, **kwargs) -> None:
+    configure_logging("prescribing-worker", fmt=settings.common.log_format, level=settings.common.log_level,
+                      mask_key=load_mask_key(settings.common.run_dir, settings.common.log_mask_key))
+
+
+if __name__ == "__main__":
+    app.main()
