@@ -45,3 +45,21 @@ def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float 
                 raise AssertionError(f"{topic}: {len(records)} records after {timeout}s, wanted {at_least}")
     finally:
         consumer.close()
+
+
+async def eventually(condition, *, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
+    """wait_until for coroutines: awaits condition() until it returns something truthy."""
+    import asyncio
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+def random_citizen_id() -> str:
+    import secrets
+    return "0" + "".join(secrets.choice("0123456789") for _ in range(11))

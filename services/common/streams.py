@@ -39,6 +39,7 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
         table_standby_replicas=0,
     )
     config.update(overrides)
+    (settings.run_dir / "faust" / f"eprx-{name}").mkdir(parents=True, exist_ok=True)
     return faust.App(f"eprx-{name}", **config)
 
 

@@ -212,7 +212,7 @@ class Prescribing:
         stored = await self.deps.store.get(code)
         if stored is None:
             raise ValueError(f"event for unknown prescription {code}")
-        await self.deps.store.put_medications(stored.patient_key, self._entries(stored))
+        await self.deps.store.put_medications(stored.patient_key, self._entries(stored), stored.version)
 
     # Helpers
 

@@ -7,14 +7,24 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.common.auth import Authenticator, load_tokens, write_credentials
 from services.common.grpc_server import create_server, mark_serving
-from services.prescribing.adapters.grpc_api import SERVICE_NAME, PrescribingServicer, binding
+from services.common.request_context import caller
+from services.prescribing.adapters.grpc_api import SERVICE_NAME, binding
+
+
+class WhoAmI(prescribing_pb2_grpc.PrescribingServiceServicer):
+    """Answers with the caller the interceptor authenticated."""
+
+    async def IssuePrescription(self, request, context):
+        who = caller()
+        return prescribing_pb2.IssuePrescriptionResponse(
+            prescription={"facility_code": who.identity, "advice": who.role.value})
 
 
 @pytest.fixture
 async def server(tmp_path):
     write_credentials(tmp_path)
     server, port, health = await create_server(
-        "127.0.0.1:0", [binding(PrescribingServicer())], Authenticator.from_file(tmp_path / "credentials.json"))
+        "127.0.0.1:0", [binding(WhoAmI())], Authenticator.from_file(tmp_path / "credentials.json"))
     await server.start()
     await mark_serving(health, [SERVICE_NAME])
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -73,13 +83,11 @@ async def test_a_caller_outside_the_method_role_is_denied(server):
         assert "may not call IssuePrescription" in err.value.details()
 
 
-async def test_the_right_role_gets_through_and_the_correlation_id_comes_back(server):
+async def test_the_right_role_gets_through_as_itself_and_the_correlation_id_comes_back(server):
     channel, tokens = server
     stub = prescribing_pb2_grpc.PrescribingServiceStub(channel)
     call = stub.IssuePrescription(prescribing_pb2.IssuePrescriptionRequest(),
                                   metadata=bearer(tokens["prescriber-hospital-a"]) + (("x-correlation-id", "abc-42"),))
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    # Past authentication and authorisation; the skeleton servicer does not implement it yet.
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    reply = await call
+    assert (reply.prescription.facility_code, reply.prescription.advice) == ("01001", "prescriber")
     assert ("x-correlation-id", "abc-42") in tuple(await call.initial_metadata())

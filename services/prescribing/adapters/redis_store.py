@@ -25,7 +25,7 @@ local prior = redis.call('HGET', KEYS[3], 'fp')
 if prior then return {'duplicate', prior, redis.call('HGET', KEYS[3], 'response')} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
 redis.call('HSET', KEYS[2], 'content', ARGV[3], 'status', 'active', 'valid_until', ARGV[4],
-           'patient_key', ARGV[5], 'prescribed', ARGV[6])
+           'patient_key', ARGV[5], 'prescribed', ARGV[6], 'v', 1)
 redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'response', ARGV[2])
 outbox_append(KEYS[1])
 return {'done'}
@@ -40,8 +40,9 @@ if status ~= 'active' then return {'state', status} end
 if redis.call('HGET', KEYS[2], 'completed') == '1' then return {'state', 'completed'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'collision'} end
 redis.call('HSET', KEYS[2], 'status', 'replaced', 'replaced_by', ARGV[7])
+redis.call('HINCRBY', KEYS[2], 'v', 1)
 redis.call('HSET', KEYS[3], 'content', ARGV[3], 'status', 'active', 'valid_until', ARGV[4],
-           'patient_key', ARGV[5], 'prescribed', ARGV[6])
+           'patient_key', ARGV[5], 'prescribed', ARGV[6], 'v', 1)
 redis.call('HSET', KEYS[4], 'fp', ARGV[1], 'response', ARGV[2])
 outbox_append(KEYS[1])
 return {'done'}
@@ -54,6 +55,7 @@ if status == 'cancelled' then return {'already'} end
 if status ~= 'active' then return {'state', status} end
 if redis.call('HGET', KEYS[2], 'completed') == '1' then return {'state', 'completed'} end
 redis.call('HSET', KEYS[2], 'status', 'cancelled', 'cancel_reason', ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'v', 1)
 outbox_append(KEYS[1])
 return {'done'}
 """
@@ -73,6 +75,20 @@ for line, qty in pairs(prescribed) do
   if tonumber(redis.call('HGET', KEYS[1], 'd:' .. line) or '0') < qty then complete = '0' end
 end
 redis.call('HSET', KEYS[1], 'completed', complete)
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+return 1
+"""
+
+# A patient's entries for one prescription, written only if they are not older than what
+# is there: two projectors racing (a worker and a replay) cannot leave a stale entry.
+_PUT_ENTRIES = """
+local version = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local seen = tonumber(redis.call('HGET', KEYS[1], 'v:' .. ARGV[i]) or '0')
+  if seen <= version then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1], 'v:' .. ARGV[i], version)
+  end
+end
 return 1
 """
 
@@ -93,6 +109,7 @@ class StoredPrescription:
     patient_key: str
     prescribed: dict[int, int]
     dispensed: dict[int, int]
+    version: int
 
 
 def _outcome(reply) -> Outcome:
@@ -109,6 +126,7 @@ class RedisPrescriptionStore:
         self._replace = OutboxScript(redis, _REPLACE)
         self._cancel = OutboxScript(redis, _CANCEL)
         self._apply_dispense = redis.register_script(_APPLY_DISPENSE)
+        self._put_entries = redis.register_script(_PUT_ENTRIES)
 
     def _shard(self, facility_code: str) -> int:
         return self.layout.shard_of(facility_code.lower())
@@ -158,7 +176,8 @@ class RedisPrescriptionStore:
             content=content, recorded_status=fields[b"status"].decode(),
             valid_until=date.fromisoformat(fields[b"valid_until"].decode()),
             replaced_by=fields.get(b"replaced_by", b"").decode(), patient_key=fields[b"patient_key"].decode(),
-            prescribed={int(k): v for k, v in json.loads(fields[b"prescribed"]).items()}, dispensed=dispensed)
+            prescribed={int(k): v for k, v in json.loads(fields[b"prescribed"]).items()}, dispensed=dispensed,
+            version=int(fields.get(b"v", 0)))
 
     async def apply_dispense(self, *, event_id: str, code: str, sign: int, lines: list[tuple[int, int]]) -> int:
         """1 applied, 0 already applied, -1 unknown prescription."""
@@ -174,14 +193,17 @@ class RedisPrescriptionStore:
     def patient_key(self, patient_key: str) -> str:
         return f"{READ_PREFIX}:patient:{{{patient_key}}}"
 
-    async def put_medications(self, patient_key: str, meds: list[ActiveMedication]) -> None:
+    async def put_medications(self, patient_key: str, meds: list[ActiveMedication], version: int) -> None:
+        args: list = [version]
+        for m in meds:
+            args += [f"{m.prescription_code}#{m.line_number}", _med_json(m)]
         if meds:
-            await self._redis.hset(self.patient_key(patient_key),
-                                   mapping={f"{m.prescription_code}#{m.line_number}": _med_json(m) for m in meds})
+            await self._put_entries(keys=[self.patient_key(patient_key)], args=args)
 
     async def medications(self, patient_key: str) -> list[ActiveMedication]:
         rows = await self._redis.hgetall(self.patient_key(patient_key))
-        return sorted((_med_from_json(v) for v in rows.values()), key=lambda m: (m.start, m.prescription_code))
+        return sorted((_med_from_json(v) for k, v in rows.items() if not k.startswith(b"v:")),
+                      key=lambda m: (m.start, m.prescription_code, m.line_number))
 
     async def clear_read_models(self) -> int:
         """Drops every patient list and every projected dispense, for a replay."""
