@@ -13,7 +13,7 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
             EPRX_INSURANCE_PORT=51053 EPRX_LOG_FORMAT=json
 
-.PHONY: install protos kafka-jars redis-bin deps credentials topics run up down status \
+.PHONY: install protos kafka-jars redis-bin deps credentials topics run up down status grpcurl \
         test test-unit test-integration clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin
@@ -48,6 +48,12 @@ redis-bin:
 	@command -v redis-server >/dev/null || { \
 	  echo "redis-server not found: installing Debian's package"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+
+# A generic gRPC client, for calling the services through reflection (Go is on the machine).
+GRPCURL := .cache/bin/grpcurl
+grpcurl: $(GRPCURL)
+$(GRPCURL):
+	GOBIN=$(CURDIR)/.cache/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
 
 credentials: install
 	$(PY) -m services.common.auth .run/credentials
