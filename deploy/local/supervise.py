@@ -170,7 +170,9 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
          Proc("credentials", [py, "-m", "services.common.auth", str(settings.credentials_file.parent)],
               oneshot=True),
          Proc("signing-keys", [py, "-m", "services.common.signatures", str(settings.run_dir / "keys"),
-                               str(ROOT / "reference" / "v1" / "prescribers.csv")], oneshot=True)],
+                               str(ROOT / "reference" / "v1" / "prescribers.csv")], oneshot=True),
+         Proc("members", [py, "-m", "services.insurance.import_members",
+                          str(ROOT / "reference" / "demo" / "members.csv")], oneshot=True)],
     ]
     if infra_only:
         return stages

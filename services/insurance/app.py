@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from services.common.service_runner import run_service
 from services.insurance.adapters.grpc_api import InsuranceServicer, binding
+from services.insurance.bootstrap import bootstrap
 from services.insurance.config import Settings
 
 
@@ -10,7 +11,8 @@ def main() -> None:
     settings = Settings.from_env()
 
     async def bindings():
-        return [binding(InsuranceServicer())], None
+        handlers, close = bootstrap(settings)
+        return [binding(InsuranceServicer(handlers))], close
 
     run_service("insurance", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
 

@@ -1,0 +1,151 @@
+"""The insurance service's Redis keyspace: members and their three identifiers, quotes,
+adjudicated claims (read model), the accumulator mirror, the prescriptions it has seen,
+and the controlled-prescription windows for doctor-shopping alerts."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import date, datetime, timezone
+
+from eprescription.events.v1 import events_pb2
+
+from services.insurance.domain.adjudication import PrescribedLine, QuotedLine
+from services.insurance.domain.alerts import WINDOW, ControlledPrescription
+from services.insurance.domain.identifiers import Identifier
+from services.insurance.domain.model import CardPeriod, Member
+
+P = "insurance"
+QUOTE_TTL_SECONDS = 30 * 24 * 3600
+
+# Writes a member and its identifiers, refusing a citizen ID that belongs to someone else.
+# Card periods merge: the same card code and start date is the same period.
+_UPSERT_MEMBER = """
+local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= ARGV[1] then return {'conflict', owner} end
+local current = redis.call('GET', KEYS[1])
+local member = cjson.decode(ARGV[2])
+if current then
+  local old = cjson.decode(current)
+  local seen = {}
+  for _, c in ipairs(member.cards) do seen[c.card_code .. '|' .. c.valid_from] = true end
+  for _, c in ipairs(old.cards) do
+    if not seen[c.card_code .. '|' .. c.valid_from] then table.insert(member.cards, c) end
+  end
+end
+local encoded = cjson.encode(member)
+local changed = (encoded ~= current) and 1 or 0
+redis.call('SET', KEYS[1], encoded)
+redis.call('SET', KEYS[2], ARGV[1])
+for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
+return {changed == 1 and 'changed' or 'same'}
+"""
+
+
+def _member_json(m: Member) -> str:
+    doc = {"member_id": m.member_id, "citizen_id": m.citizen_id, "full_name": m.full_name,
+           "date_of_birth": m.date_of_birth.isoformat(), "sex": m.sex,
+           "cards": [{"card_code": c.card_code, "valid_from": c.valid_from.isoformat(),
+                      "valid_to": c.valid_to.isoformat(), "registered_facility": c.registered_facility}
+                     for c in m.cards],
+           "copay_exempt_from": m.copay_exempt_from.isoformat() if m.copay_exempt_from else "",
+           "five_years_from": m.five_years_from.isoformat() if m.five_years_from else ""}
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False)
+
+
+def _member_from_json(raw: bytes) -> Member:
+    d = json.loads(raw)
+    cards = tuple(sorted((CardPeriod(c["card_code"], date.fromisoformat(c["valid_from"]),
+                                     date.fromisoformat(c["valid_to"]), c["registered_facility"])
+                          for c in d["cards"]), key=lambda c: c.valid_from))
+    optional = lambda v: date.fromisoformat(v) if v else None  # noqa: E731
+    return Member(d["member_id"], d["citizen_id"], d["full_name"], date.fromisoformat(d["date_of_birth"]), d["sex"],
+                  cards, optional(d["copay_exempt_from"]), optional(d["five_years_from"]))
+
+
+class InsuranceStore:
+    def __init__(self, redis):
+        self.redis = redis
+        self._upsert = redis.register_script(_UPSERT_MEMBER)
+
+    # Members
+
+    @staticmethod
+    def _member_key(ssn: str) -> str:
+        return f"{P}:member:{{{ssn}}}"
+
+    async def upsert_member(self, member: Member) -> tuple[str, str]:
+        """('changed' | 'same' | 'conflict', detail)."""
+        keys = [self._member_key(member.member_id), f"{P}:idx:cccd:{member.citizen_id}"]
+        keys += [f"{P}:idx:card:{c.card_code}" for c in member.cards]
+        reply = await self._upsert(keys=keys, args=[member.member_id, _member_json(member)])
+        parts = [p.decode() if isinstance(p, bytes) else str(p) for p in reply]
+        return parts[0], (parts[1] if len(parts) > 1 else "")
+
+    async def member(self, ssn: str) -> Member | None:
+        raw = await self.redis.get(self._member_key(ssn))
+        return _member_from_json(raw) if raw else None
+
+    async def resolve(self, identifier: Identifier) -> Member | None:
+        if identifier.kind == "ssn":
+            return await self.member(identifier.value)
+        ssn = await self.redis.get(f"{P}:idx:{identifier.kind}:{identifier.value}")
+        return await self.member(ssn.decode()) if ssn else None
+
+    # Quotes
+
+    async def save_quote(self, quote_id: str, member_id: str, lines: list[QuotedLine]) -> None:
+        doc = {"member_id": member_id, "lines": [asdict(line) for line in lines]}
+        await self.redis.set(f"{P}:quote:{quote_id}", json.dumps(doc), ex=QUOTE_TTL_SECONDS)
+
+    async def quote(self, quote_id: str) -> dict[int, QuotedLine] | None:
+        raw = await self.redis.get(f"{P}:quote:{quote_id}") if quote_id else None
+        if raw is None:
+            return None
+        return {line["line_number"]: QuotedLine(**line) for line in json.loads(raw)["lines"]}
+
+    # Claims (read model) and the accumulator mirror
+
+    async def save_adjudication(self, adjudicated: events_pb2.ClaimAdjudicated) -> None:
+        await self.redis.set(f"{P}:claim:{adjudicated.claim_id}", adjudicated.SerializeToString())
+
+    async def adjudication(self, claim_id: str) -> events_pb2.ClaimAdjudicated | None:
+        raw = await self.redis.get(f"{P}:claim:{claim_id}")
+        return events_pb2.ClaimAdjudicated.FromString(raw) if raw else None
+
+    async def mirror_year(self, member_id: str, year: int, state: dict) -> None:
+        await self.redis.hset(f"{P}:accumulator:{{{member_id}}}", str(year), json.dumps(state, sort_keys=True))
+
+    async def year(self, member_id: str, year: int) -> dict | None:
+        raw = await self.redis.hget(f"{P}:accumulator:{{{member_id}}}", str(year))
+        return json.loads(raw) if raw else None
+
+    # Prescriptions seen on rx.prescriptions.v1
+
+    async def save_prescription(self, code: str, lines: list[PrescribedLine]) -> None:
+        await self.redis.set(f"{P}:rx:{code}", json.dumps([asdict(line) for line in lines]))
+
+    async def prescription(self, code: str) -> dict[int, PrescribedLine] | None:
+        raw = await self.redis.get(f"{P}:rx:{code}")
+        if raw is None:
+            return None
+        return {d["line_number"]: PrescribedLine(d["line_number"], d["drug_code"], d["quantity"],
+                                                 tuple(d["ingredients"])) for d in json.loads(raw)}
+
+    # Controlled prescriptions per patient, for doctor shopping
+
+    async def controlled_history(self, patient_key: str, new: ControlledPrescription) -> list[ControlledPrescription]:
+        """Adds the prescription to the patient's window and returns the window's others."""
+        key = f"{P}:controlled:{{{patient_key}}}"
+        score = new.issued_at.timestamp()
+        member = f"{new.code}|{new.prescriber}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {member: score})
+            pipe.zrangebyscore(key, score - WINDOW.total_seconds(), score, withscores=True)
+            pipe.expire(key, int(WINDOW.total_seconds() * 3))
+            _, rows, _ = await pipe.execute()
+        history = []
+        for raw, at in rows:
+            code, prescriber = (raw.decode() if isinstance(raw, bytes) else raw).split("|", 1)
+            if code != new.code:
+                history.append(ControlledPrescription(code, prescriber, datetime.fromtimestamp(at, timezone.utc)))
+        return history

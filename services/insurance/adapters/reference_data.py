@@ -1,0 +1,59 @@
+"""Loads and validates the insurance reference data: the shared formulary and the dated
+tables under reference/v1/insurance/."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from services.common.formulary import load_formulary
+from services.common.reference_files import ReferenceDataError, load_manifest, read_rows
+from services.insurance.domain.model import BenefitLevel, Coverage, ExemptionRule, Rules
+
+
+def load(directory: Path) -> Rules:
+    manifest = load_manifest(directory)
+    drugs = load_formulary(directory / "formulary.csv")
+    folder = directory / "insurance"
+
+    salaries = []
+    for row in read_rows(folder / "base_salary.csv", ("effective_from", "base_salary_vnd", "source")):
+        salaries.append((row.day("effective_from"), row.integer("base_salary_vnd", minimum=1)))
+
+    levels: dict = defaultdict(dict)
+    path = folder / "benefit_levels.csv"
+    for row in read_rows(path, ("effective_from", "benefit_digit", "percent", "apply_payment_ratio",
+                                "include_out_of_scope", "meaning")):
+        digit = row.integer("benefit_digit", minimum=1, maximum=5)
+        levels[row.day("effective_from")][digit] = BenefitLevel(
+            digit, row.integer("percent", minimum=0, maximum=100), row.flag("apply_payment_ratio"),
+            row.flag("include_out_of_scope"))
+    for day, digits in levels.items():
+        if sorted(digits) != [1, 2, 3, 4, 5]:
+            raise ReferenceDataError(str(path), None, "benefit_digit", f"{day.isoformat()} must list digits 1 to 5")
+
+    exemption = []
+    for row in read_rows(folder / "exemption_rules.csv", ("effective_from", "small_visit_percent_of_base_salary",
+                                                          "copay_threshold_months_of_base_salary",
+                                                          "consecutive_years", "source")):
+        exemption.append((row.day("effective_from"), ExemptionRule(
+            row.integer("small_visit_percent_of_base_salary", minimum=0, maximum=100),
+            row.integer("copay_threshold_months_of_base_salary", minimum=1),
+            row.integer("consecutive_years", minimum=1))))
+
+    changes: dict = defaultdict(list)
+    for row in read_rows(folder / "coverage_changes.csv", ("effective_from", "drug_code", "bhyt_covered",
+                                                           "payment_ratio", "source")):
+        code = row.text("drug_code")
+        if code not in drugs:
+            raise row.fail("drug_code", f"{code!r} is not in the formulary")
+        covered, ratio = row.flag("bhyt_covered"), row.integer("payment_ratio", minimum=0, maximum=100)
+        if covered == (ratio == 0):
+            raise row.fail("payment_ratio", "must be 0 exactly when the drug is not covered")
+        changes[code].append((row.day("effective_from"), Coverage(covered, ratio)))
+
+    for name, table in (("base_salary.csv", salaries), ("exemption_rules.csv", exemption)):
+        if not table:
+            raise ReferenceDataError(str(folder / name), None, None, "has no rows")
+    return Rules(version=manifest.version, drugs=drugs, base_salary=tuple(sorted(salaries)),
+                 benefit_levels=tuple(sorted(levels.items())), exemption=tuple(sorted(exemption)),
+                 coverage_changes={k: tuple(sorted(v)) for k, v in changes.items()})

@@ -1,0 +1,146 @@
+"""The insurance agency's consumer of rx.claims.adjudicated.v1.
+
+    python -m services.insurance.agency follow [--group G] [--max N] [--idle-exit S]
+        prints each adjudication as it arrives, in its own consumer group, and resumes
+        where that group stopped;
+    python -m services.insurance.agency export --month 2026-11 --out claims.csv
+        writes a month of claims (by dispense date) with the claims-XML drug-table columns.
+
+Each claim's latest outcome wins (a reversal replaces the adjudication); events are
+de-duplicated on their event id."""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from datetime import datetime, timezone
+
+from eprescription.events.v1 import events_pb2
+from kafka import KafkaConsumer, TopicPartition
+
+from services.common import dates
+from services.common.config import CommonSettings
+from services.common.events import EventDecodeError, decode, payload_of
+from services.common.national_codes import time_to_claims_xml
+from services.common.topics import CLAIMS_ADJUDICATED
+
+# Decision 130/QD-BYT table 2 (drugs) names, with the member and card of table 1.
+COLUMNS = ("MA_LK", "STT", "MA_BN", "MA_THE", "MA_THUOC", "SO_LUONG", "DON_GIA", "TYLE_TT", "THANH_TIEN",
+           "T_BHTT", "T_BNCCT", "T_BNTT", "MUC_HUONG", "NGAY_YL", "KET_QUA", "LY_DO")
+OUTCOME = {v.number: v.name.removeprefix("CLAIM_OUTCOME_") for v in events_pb2.ClaimOutcome.DESCRIPTOR.values}
+LINE_OUTCOME = {v.number: v.name.removeprefix("LINE_OUTCOME_") for v in events_pb2.LineOutcome.DESCRIPTOR.values}
+
+
+def describe(claim: events_pb2.ClaimAdjudicated) -> str:
+    lines = "; ".join(f"{l.drug_code} x{l.quantity}: {LINE_OUTCOME[l.outcome]} {l.reason_code} fund {l.fund_vnd} "
+                      f"patient {l.patient_vnd}" for l in claim.lines)
+    return (f"claim {claim.claim_id} {OUTCOME[claim.outcome]} {claim.reason_code} member {claim.member_id} "
+            f"card {claim.card_code} dispensed {dates.from_proto(claim.dispensed_on)} fund {claim.fund_total_vnd} "
+            f"patient {claim.patient_total_vnd} | {lines}")
+
+
+def follow(settings: CommonSettings, group: str, max_events: int | None, idle_exit: float | None) -> int:
+    consumer = KafkaConsumer(CLAIMS_ADJUDICATED, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    seen: set[str] = set()
+    count, last = 0, time.monotonic()
+    try:
+        while max_events is None or count < max_events:
+            batch = consumer.poll(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        envelope = decode(record.value)
+                    except EventDecodeError as exc:
+                        print(f"skipped undecodable message at offset {record.offset}: {exc}", file=sys.stderr)
+                        continue
+                    if envelope.event_id in seen:
+                        continue
+                    seen.add(envelope.event_id)
+                    print(describe(payload_of(envelope)), flush=True)
+                    count += 1
+            if batch:
+                consumer.commit()  # resume after what was shown
+                last = time.monotonic()
+            elif idle_exit is not None and time.monotonic() - last > idle_exit:
+                break
+    finally:
+        consumer.close()
+    return count
+
+
+def month_claims(settings: CommonSettings, month: str) -> list[events_pb2.ClaimAdjudicated]:
+    year, mon = (int(p) for p in month.split("-"))
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    latest: dict[str, tuple[datetime, events_pb2.ClaimAdjudicated]] = {}
+    try:
+        partitions = [TopicPartition(CLAIMS_ADJUDICATED, p)
+                      for p in sorted(consumer.partitions_for_topic(CLAIMS_ADJUDICATED) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    try:
+                        claim = payload_of(decode(record.value))
+                    except EventDecodeError:
+                        continue
+                    day = dates.from_proto(claim.dispensed_on)
+                    if day is None or (day.year, day.month) != (year, mon):
+                        continue
+                    at = claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc)
+                    if claim.claim_id not in latest or latest[claim.claim_id][0] <= at:
+                        latest[claim.claim_id] = (at, claim)
+    finally:
+        consumer.close()
+    return [claim for _, claim in sorted(latest.values(), key=lambda item: item[1].claim_id)]
+
+
+def export(claims: list[events_pb2.ClaimAdjudicated], out) -> int:
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    rows = 0
+    for claim in claims:
+        when = time_to_claims_xml(claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc))
+        for n, line in enumerate(claim.lines, start=1):
+            reversed_ = claim.outcome == events_pb2.CLAIM_OUTCOME_REVERSED
+            fund = 0 if reversed_ else line.fund_vnd
+            writer.writerow([claim.claim_id, n, claim.member_id, claim.card_code, line.drug_code, line.quantity,
+                             line.unit_price_vnd, line.payment_ratio, line.quantity * line.unit_price_vnd, fund,
+                             0 if reversed_ else line.copay_vnd, line.quantity * line.unit_price_vnd - fund,
+                             claim.benefit_percent, when,
+                             OUTCOME[claim.outcome] if reversed_ else LINE_OUTCOME[line.outcome],
+                             claim.reason_code if reversed_ else line.reason_code])
+            rows += 1
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("follow")
+    f.add_argument("--group", default="bhyt-agency")
+    f.add_argument("--max", type=int, default=None)
+    f.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
+    e = sub.add_parser("export")
+    e.add_argument("--month", required=True, help="YYYY-MM, by dispense date")
+    e.add_argument("--out", default="-")
+    args = parser.parse_args(argv)
+    settings = CommonSettings.from_env()
+    if args.command == "follow":
+        follow(settings, args.group, args.max, args.idle_exit)
+        return 0
+    claims = month_claims(settings, args.month)
+    if args.out == "-":
+        rows = export(claims, sys.stdout)
+    else:
+        with open(args.out, "w", newline="", encoding="utf-8") as out:
+            rows = export(claims, out)
+    print(f"exported {len(claims)} claims, {rows} lines", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Wires the insurance service's adapters into its handlers."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable
+
+import redis.asyncio
+
+from services.insurance.adapters import reference_data
+from services.insurance.adapters.redis_store import InsuranceStore
+from services.insurance.config import Settings
+from services.insurance.handlers import Dependencies, Insurance
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+              redis_client=None) -> tuple[Insurance, Callable]:
+    """Refuses to start on malformed reference data; returns the handlers and a closer."""
+    rules = reference_data.load(settings.reference_dir)
+    client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+    handlers = Insurance(Dependencies(store=InsuranceStore(client), rules=rules, clock=clock))
+
+    async def close() -> None:
+        await client.aclose()
+
+    return handlers, close

@@ -1,0 +1,83 @@
+"""The insurance stream worker:
+
+- adjudicates every claim on rx.claims.v1 (keyed by member) and publishes ClaimAdjudicated,
+  keeping each member's yearly co-payment accumulator in a Faust table (changelog in Kafka);
+- reads rx.prescriptions.v1 to know the prescriptions claims refer to, and raises
+  doctor-shopping SafetyAlerts on rx.alerts.v1.
+
+    python -m services.insurance.worker worker"""
+from __future__ import annotations
+
+from services.common.logging import configure_logging, load_mask_key
+from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
+from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS
+from services.insurance.bootstrap import bootstrap
+from services.insurance.config import Settings
+from services.insurance.domain.adjudication import empty_state
+
+settings = Settings.from_env()
+app = create_app("insurance", settings.common)
+claims = source_topic(app, CLAIMS)
+prescriptions = source_topic(app, PRESCRIPTIONS)
+outputs = {CLAIMS_ADJUDICATED: source_topic(app, CLAIMS_ADJUDICATED), ALERTS: source_topic(app, ALERTS)}
+# Keyed like rx.claims.v1 (member id), so each member's state lives with its claims' partition.
+accumulators = app.Table("member-accumulators", default=None, partitions=settings.common.topic_partitions)
+
+
+async def publish(records) -> None:
+    for record in records:
+        delivery = await outputs[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
+        await delivery
+
+
+@app.agent(claims)
+async def adjudicate(stream):
+    handlers, _ = bootstrap(settings)
+    # The table is the memory of what was handled: a redelivered claim is recognised there.
+    processor = EnvelopeProcessor("insurance-adjudicator", MemoryDeduplicator(), DeadLetters(app, "insurance-adjudicator"))
+
+    async def handle(envelope) -> None:
+        member = envelope.key
+        state = accumulators.get(member) or empty_state()
+        claim_id = _payload(envelope).claim_id
+        marker = "event" if envelope.WhichOneof("payload") == "claim_submitted" else "reversal_event"
+        before = state["claims"].get(claim_id)
+        if before is not None and before.get(marker) == envelope.event_id:
+            return  # redelivered after its outcome was published and recorded
+        records, new_state = await handlers.on_claim_event(envelope, state)
+        await publish(records)  # published before the state is recorded: a crash between re-adjudicates
+        after = new_state["claims"].get(claim_id)
+        if after is not None and (before is None or marker == "reversal_event"):
+            after[marker] = envelope.event_id
+        accumulators[member] = new_state
+
+    async for event in stream.events():
+        await processor.process(event, handle)
+
+
+@app.agent(prescriptions)
+async def watch_prescriptions(stream):
+    handlers, _ = bootstrap(settings)
+    processor = EnvelopeProcessor("insurance-prescriptions", MemoryDeduplicator(),
+                                  DeadLetters(app, "insurance-prescriptions"))
+
+    async def handle(envelope) -> None:
+        await publish(await handlers.on_prescription_event(envelope))
+
+    async for event in stream.events():
+        await processor.process(event, handle)
+
+
+def _payload(envelope):
+    return getattr(envelope, envelope.WhichOneof("payload"))
+
+
+@app.on_configured.connect
+def _configure_logging(app, conf, **kwargs) -> None:
+    configure_logging("insurance-worker", fmt=settings.common.log_format, level=settings.common.log_level,
+                      mask_key=load_mask_key(settings.common.run_dir, settings.common.log_mask_key))
+
+
+
+if __name__ == "__main__":
+    app.main()
