@@ -63,3 +63,26 @@ async def eventually(condition, *, timeout: float = 30.0, interval: float = 0.05
 def random_citizen_id() -> str:
     import secrets
     return "0" + "".join(secrets.choice("0123456789") for _ in range(11))
+
+
+def publish(bootstrap: str, topic: str, payload, key: str, *, event_id: str | None = None):
+    """Puts one event on a topic as a producing service would; returns its envelope."""
+    from datetime import datetime, timezone
+
+    from kafka import KafkaProducer
+
+    from services.common.events import new_envelope, to_record
+    envelope = new_envelope(payload, key=key, producer="test", correlation_id="test",
+                            occurred_at=datetime.now(timezone.utc), event_id=event_id)
+    record = to_record(envelope, topic)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        producer.send(topic, key=record.key, value=record.value, headers=list(record.headers)).get(10)
+    finally:
+        producer.close()
+    return envelope
+
+
+def random_digits(n: int) -> str:
+    import secrets
+    return "".join(secrets.choice("0123456789") for _ in range(n))

@@ -36,6 +36,9 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
         web_enabled=False,
         datadir=str(settings.run_dir / "faust" / "{conf.name}"),
         broker_commit_interval=1.0,
+        # A worker that died is replaced within seconds, not after the 60 s default.
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
     )
     config.update(overrides)

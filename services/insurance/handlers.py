@@ -19,12 +19,12 @@ from services.common.topics import ALERTS, CLAIMS_ADJUDICATED
 from services.insurance.adapters.redis_store import InsuranceStore
 from services.insurance.domain import adjudication, alerts, coverage, identifiers
 from services.insurance.domain.adjudication import Claim, ClaimLine, PrescribedLine, QuotedLine
-from services.insurance.domain.model import InvalidIdentifier, Member, Rules, UnknownDrug, UnknownMember
+from services.insurance.domain.model import InvalidIdentifier, Member, NotEligible, Rules, UnknownDrug, UnknownMember
 
 log = structlog.get_logger("insurance")
 PRODUCER = "insurance"
 NAMESPACE = uuid.UUID("6f1c8f4e-7f0b-4b7e-9f39-3c2d6c7c9a10")  # output event ids derive from input ids
-PRESCRIPTION_WAIT_SECONDS = 5.0
+PRESCRIPTION_WAIT_SECONDS = 30.0  # the prescriptions agent may be catching up after a restart
 
 _OUTCOMES = {
     adjudication.CLAIM_APPROVED: events_pb2.CLAIM_OUTCOME_APPROVED,
@@ -73,8 +73,8 @@ class Insurance:
         return day
 
     async def eligibility(self, request: insurance_pb2.CheckEligibilityRequest) -> insurance_pb2.CheckEligibilityResponse:
-        member = await self._member(request.card_identifier)
         day = self._day(request.date, request.HasField("date"))
+        member = await self._member(request.card_identifier)
         card = member.card_on(day)
         reply = insurance_pb2.CheckEligibilityResponse(member_id=member.member_id)
         if card is None:
@@ -100,8 +100,8 @@ class Insurance:
         return reply
 
     async def quote(self, request: insurance_pb2.QuoteCoverageRequest) -> insurance_pb2.QuoteCoverageResponse:
-        member = await self._member(request.card_identifier)
         day = self._day(request.date, request.HasField("date"))
+        member = await self._member(request.card_identifier)
         if not request.lines:
             raise UnknownDrug("lines", "a quote needs at least one line")
         inputs = []
@@ -119,7 +119,7 @@ class Insurance:
             raise UnknownDrug("lines", "line numbers must be unique")
         card = member.card_on(day)
         if card is None:
-            raise UnknownMember(f"member {member.member_id} has no card valid on {day.isoformat()}")
+            raise NotEligible("CARD_NOT_VALID_ON_DATE", f"the member has no card valid on {day.isoformat()}")
         year = await self.deps.store.year(member.member_id, day.year) or {}
         yearly = bool(year.get("exempt_from") and date.fromisoformat(year["exempt_from"]) <= day)
         result = coverage.split(inputs, member, self.deps.rules, day, yearly_exempt=yearly)

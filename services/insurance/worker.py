@@ -37,7 +37,11 @@ async def adjudicate(stream):
     processor = EnvelopeProcessor("insurance-adjudicator", MemoryDeduplicator(), DeadLetters(app, "insurance-adjudicator"))
 
     async def handle(envelope) -> None:
+        if envelope.WhichOneof("payload") not in ("claim_submitted", "claim_reversal_requested"):
+            raise ValueError(f"{envelope.event_type} does not belong on the claims topic")
         member = envelope.key
+        if not member:
+            raise ValueError("a claim event needs the member id as its key")
         state = accumulators.get(member) or empty_state()
         claim_id = _payload(envelope).claim_id
         marker = "event" if envelope.WhichOneof("payload") == "claim_submitted" else "reversal_event"

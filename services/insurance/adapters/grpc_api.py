@@ -7,7 +7,7 @@ from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 from services.common.auth import Role
 from services.common.grpc_errors import FieldViolation, RpcFailure, abort
 from services.common.grpc_server import ServiceBinding
-from services.insurance.domain.model import InsuranceError, InvalidIdentifier, UnknownDrug, UnknownMember
+from services.insurance.domain.model import InsuranceError, InvalidIdentifier, NotEligible, UnknownDrug, UnknownMember
 from services.insurance.handlers import Insurance
 
 SERVICE_NAME = insurance_pb2.DESCRIPTOR.services_by_name["InsuranceService"].full_name
@@ -26,6 +26,9 @@ def failure_of(error: InsuranceError) -> RpcFailure:
                           (FieldViolation(error.field, str(error)),))
     if isinstance(error, UnknownMember):
         return RpcFailure(grpc.StatusCode.NOT_FOUND, str(error), "NOT_FOUND")
+    if isinstance(error, NotEligible):
+        return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(error), error.reason,
+                          (FieldViolation("card_identifier", str(error)),))
     raise TypeError(f"unmapped domain error {type(error).__name__}")
 
 

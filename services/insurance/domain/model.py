@@ -126,6 +126,12 @@ class UnknownMember(InsuranceError):
     pass
 
 
+class NotEligible(InsuranceError):
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
 class UnknownDrug(InsuranceError):
     def __init__(self, field: str, message: str):
         self.field = field

@@ -1,0 +1,175 @@
+"""The insurance worker through the real broker: claims in, adjudications out; duplicates;
+the accumulator after the worker is SIGKILLed and restarted (changelog recovery); poison
+messages in the DLQ; doctor-shopping alerts; the agency's consumer."""
+import csv
+import signal
+import uuid
+from datetime import date, datetime, timezone
+
+from eprescription.common.v1 import common_pb2
+from eprescription.events.v1 import events_pb2
+from kafka import KafkaProducer
+
+from services.common.events import decode, header, payload_of
+from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS, dlq
+from tests.integration.insurance_fixtures import insurance_worker, new_member, store  # noqa: F401
+from tests.integration.prescribing_fixtures import output_of, start_process
+from tests.support import eventually, publish, random_citizen_id, read_topic, wait_until
+
+DAY = common_pb2.Date(year=2026, month=11, day=20)
+
+
+def prescription(code, lines, *, rx_type=common_pb2.PRESCRIPTION_TYPE_ORDINARY, prescriber="001234/HNO-CCHN",
+                 patient="001203004567", issued_at=None):
+    rx = common_pb2.Prescription(code=code, type=rx_type, facility_code=code[:5])
+    rx.patient.identifier.citizen_id = patient
+    rx.prescriber.certificate_number = prescriber
+    for n, (drug, qty) in enumerate(lines, start=1):
+        rx.lines.add(line_number=n, drug_code=drug, quantity=qty)
+    rx.issued_at.FromDatetime(issued_at or datetime(2026, 11, 20, 2, tzinfo=timezone.utc))
+    return events_pb2.PrescriptionIssued(prescription=rx)
+
+
+def claim(member, code, *, qty=30, price=1_000_000, fund=12_000_000, claim_id=None, dispense_id=None):
+    # Xarelto at ratio 50: 30 x 1,000,000 -> insured 15,000,000 -> fund 80% 12,000,000, co-payment 3,000,000
+    return events_pb2.ClaimSubmitted(
+        claim_id=claim_id or str(uuid.uuid4()), dispense_id=dispense_id or str(uuid.uuid4()),
+        member_id=member.member_id, card_code=member.cards[0].card_code, facility_code="01001",
+        pharmacy_code="PH0001", prescription_code=code, dispensed_on=DAY,
+        lines=[events_pb2.ClaimLine(line_number=1, drug_code="B01AF01-20T", quantity=qty, unit_price_vnd=price,
+                                    payment_ratio=50, fund_vnd=fund)])
+
+
+def adjudications(settings, claim_ids, at_least):
+    wanted = set(claim_ids)
+
+    def collect():
+        found = {}
+        for record in read_topic(settings.kafka_bootstrap, CLAIMS_ADJUDICATED, timeout=10):
+            env = decode(record.value)
+            message = payload_of(env)
+            if message.claim_id in wanted:
+                found.setdefault(message.claim_id, []).append((env.event_id, message))
+        return found if len(found) >= at_least else None
+    return wait_until(collect, timeout=120, interval=0.5, message=f"{at_least} adjudications")
+
+
+def code_for(n=0):
+    return f"01001{uuid.uuid4().hex[:7]}-c"
+
+
+async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_worker(settings, store, insurance_worker):
+    member = new_member(4, five_years_from=date(2018, 1, 1))
+    await store.upsert_member(member)
+    code = code_for()
+    publish(settings.kafka_bootstrap, PRESCRIPTIONS, prescription(code, [("B01AF01-20T", 30)]), code)
+    await eventually(lambda: store.prescription(code), timeout=120, message="the prescription seen by insurance")
+
+    first = [claim(member, code) for _ in range(3)]
+    for c in first:
+        publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
+    before = adjudications(settings, [c.claim_id for c in first], 3)
+    assert {m.outcome for outs in before.values() for _, m in outs} == {events_pb2.CLAIM_OUTCOME_APPROVED}
+    assert all(m.fund_total_vnd == 12_000_000 for outs in before.values() for _, m in outs)
+
+    worker = insurance_worker["proc"]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    insurance_worker["proc"] = start_process(["-m", "services.insurance.worker", "worker", "-l", "warn",
+                                              "--without-web"])
+
+    # 3 x 3,000,000 before the crash, 3 more after: 18,000,000 > 6 x 2,530,000 = 15,180,000
+    # crossed by the sixth claim, so the seventh is exempt, if the first three were remembered.
+    second = [claim(member, code) for _ in range(3)]
+    duplicate = claim(member, code, dispense_id=first[0].dispense_id)
+    exempt = claim(member, code, fund=15_000_000)
+    for c in second + [duplicate, exempt]:
+        publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
+    after = adjudications(settings, [c.claim_id for c in second + [duplicate, exempt]], 5)
+    last = after[exempt.claim_id][-1][1]
+    assert last.copay_exempt and last.fund_total_vnd == 15_000_000 and last.lines[0].copay_vnd == 0
+    rejected = after[duplicate.claim_id][-1][1]
+    assert (rejected.outcome, rejected.reason_code) == (events_pb2.CLAIM_OUTCOME_REJECTED, "DUPLICATE_CLAIM")
+    year = await store.year(member.member_id, 2026)
+    assert year["copay"] == 6 * 3_000_000 and year["exempt_from"] == "2026-11-20"
+
+    reversal = events_pb2.ClaimReversalRequested(claim_id=second[-1].claim_id, dispense_id=second[-1].dispense_id,
+                                                 member_id=member.member_id, reason="sale reversed")
+    publish(settings.kafka_bootstrap, CLAIMS, reversal, member.member_id)
+    wait_until(lambda: any(m.outcome == events_pb2.CLAIM_OUTCOME_REVERSED
+                           for _, m in adjudications(settings, [second[-1].claim_id], 1)[second[-1].claim_id]),
+               timeout=60, message="reversal")
+    year = await store.year(member.member_id, 2026)
+    assert year["copay"] == 5 * 3_000_000 and year["exempt_from"] is None  # back under the threshold
+
+
+def test_poison_messages_go_to_the_dead_letter_topic(settings, insurance_worker):
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    marker = uuid.uuid4().hex.encode()
+    producer.send(CLAIMS, key=b"0000000000", value=b"\x00garbage " + marker).get(10)
+    producer.close()
+    misplaced = publish(settings.kafka_bootstrap, CLAIMS,
+                        events_pb2.PrescriptionCancelled(code="01001abcdefg-c", reason=marker.decode()), "0000000000")
+
+    def dead():
+        found = [r for r in read_topic(settings.kafka_bootstrap, dlq(CLAIMS), timeout=10)
+                 if marker in r.value or r.value == misplaced.SerializeToString(deterministic=True)]
+        return found if len(found) >= 2 else None
+    letters = wait_until(dead, timeout=120, interval=0.5, message="two dead letters")
+    errors = sorted(header(r.headers, "dlq-error") for r in letters)
+    assert any("not an EventEnvelope" in e for e in errors)
+    assert any("does not belong on the claims topic" in e for e in errors)
+
+
+def test_three_prescribers_of_controlled_drugs_in_30_days_raise_an_alert(settings, insurance_worker):
+    patient = random_citizen_id()
+    prescribers = ["001234/HNO-CCHN", "045678/HCM-CCHN", "004321/DNA-CCHN"]
+    codes = [f"{p}{uuid.uuid4().hex[:7]}-n" for p in ("01001", "79001", "48001")]
+    for i, (prescriber, code) in enumerate(zip(prescribers, codes)):
+        issued = datetime(2026, 11, 1 + 10 * i, 3, tzinfo=timezone.utc)
+        publish(settings.kafka_bootstrap, PRESCRIPTIONS,
+                prescription(code, [("N02AA01-10T", 28)], rx_type=common_pb2.PRESCRIPTION_TYPE_NARCOTIC,
+                             prescriber=prescriber, patient=patient, issued_at=issued), code)
+
+    def alert():
+        for record in read_topic(settings.kafka_bootstrap, ALERTS, timeout=10):
+            a = payload_of(decode(record.value))
+            if a.patient_key == f"citizen_id:{patient}":
+                return a
+        return None
+    found = wait_until(alert, timeout=120, interval=0.5, message="a doctor-shopping alert")
+    assert found.kind == events_pb2.ALERT_KIND_DOCTOR_SHOPPING
+    assert sorted(found.prescription_codes) == sorted(codes) and sorted(found.prescriber_ids) == sorted(prescribers)
+
+
+async def test_the_agency_follows_its_own_group_and_exports_a_month(settings, store, insurance_worker, tmp_path):
+    member = new_member(4)
+    await store.upsert_member(member)
+    code = code_for()
+    publish(settings.kafka_bootstrap, PRESCRIPTIONS, prescription(code, [("B01AF01-20T", 30)]), code)
+    c = claim(member, code, price=58_000, fund=696_000)
+    publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
+    adjudications(settings, [c.claim_id], 1)
+
+    group = f"agency-{uuid.uuid4().hex[:6]}"
+    follow = start_process(["-m", "services.insurance.agency", "follow", "--group", group, "--idle-exit", "3"])
+    follow.wait(timeout=120)
+    shown = output_of(follow)
+    assert f"claim {c.claim_id} APPROVED" in shown, shown[-2000:]
+    again = start_process(["-m", "services.insurance.agency", "follow", "--group", group, "--idle-exit", "3"])
+    again.wait(timeout=120)
+    assert c.claim_id not in output_of(again)  # the group resumes after what it has seen
+
+    out = tmp_path / "claims.csv"
+    export = start_process(["-m", "services.insurance.agency", "export", "--month", "2026-11", "--out", str(out)])
+    export.wait(timeout=120)
+    rows = [r for r in csv.DictReader(out.open(encoding="utf-8")) if r["MA_LK"] == c.claim_id]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["MA_BN"], row["MA_THE"], row["MA_THUOC"]) == (member.member_id, member.cards[0].card_code, "B01AF01-20T")
+    # 30 x 58,000 = 1,740,000 at ratio 50 -> insured 870,000, fund 80% 696,000, co-payment 174,000
+    assert (row["SO_LUONG"], row["DON_GIA"], row["TYLE_TT"], row["THANH_TIEN"]) == ("30", "58000", "50", "1740000")
+    assert (row["T_BHTT"], row["T_BNCCT"], row["T_BNTT"], row["MUC_HUONG"]) == ("696000", "174000", "1044000", "80")
+    assert len(row["NGAY_YL"]) == 12
+
+
