@@ -24,6 +24,10 @@ outputs = {CLAIMS_ADJUDICATED: source_topic(app, CLAIMS_ADJUDICATED), ALERTS: so
 accumulators = app.Table("member-accumulators", default=None, partitions=settings.common.topic_partitions)
 
 
+def make_handlers():
+    return bootstrap(settings)[0]
+
+
 async def publish(records) -> None:
     for record in records:
         delivery = await outputs[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
@@ -32,7 +36,7 @@ async def publish(records) -> None:
 
 @app.agent(claims)
 async def adjudicate(stream):
-    handlers, _ = bootstrap(settings)
+    handlers = make_handlers()
     # The table is the memory of what was handled: a redelivered claim is recognised there.
     processor = EnvelopeProcessor("insurance-adjudicator", MemoryDeduplicator(), DeadLetters(app, "insurance-adjudicator"))
 
@@ -61,7 +65,7 @@ async def adjudicate(stream):
 
 @app.agent(prescriptions)
 async def watch_prescriptions(stream):
-    handlers, _ = bootstrap(settings)
+    handlers = make_handlers()
     processor = EnvelopeProcessor("insurance-prescriptions", MemoryDeduplicator(),
                                   DeadLetters(app, "insurance-prescriptions"))
 

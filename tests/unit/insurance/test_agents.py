@@ -1,0 +1,78 @@
+"""The insurance worker's agents through Faust's test_context, with an in-memory store."""
+from datetime import datetime, timezone
+
+import pytest
+from eprescription.common.v1 import common_pb2
+from eprescription.events.v1 import events_pb2
+
+from services.common.events import decode, new_envelope, payload_of
+from services.insurance import worker
+from services.insurance.handlers import Dependencies, Insurance
+from tests.unit.insurance.fakes import MemoryInsuranceStore
+
+
+@pytest.fixture
+def published(monkeypatch, rules):
+    sent = []
+    store = MemoryInsuranceStore()
+
+    async def collect(records):
+        sent.extend(records)
+
+    handlers = Insurance(Dependencies(store, rules, lambda: datetime(2026, 11, 30, tzinfo=timezone.utc)))
+    monkeypatch.setattr(worker, "publish", collect)
+    monkeypatch.setattr(worker, "make_handlers", lambda: handlers)
+    return sent, store
+
+
+def issued(code, prescriber, day):
+    rx = common_pb2.Prescription(code=code, type=common_pb2.PRESCRIPTION_TYPE_PSYCHOTROPIC)
+    rx.patient.identifier.citizen_id = "001203004567"
+    rx.prescriber.certificate_number = prescriber
+    rx.lines.add(line_number=1, drug_code="N05BA01-5T", quantity=10)
+    rx.issued_at.FromDatetime(datetime(2026, 11, day, tzinfo=timezone.utc))
+    env = new_envelope(events_pb2.PrescriptionIssued(prescription=rx), key=code, producer="t", correlation_id="c",
+                       occurred_at=datetime(2026, 11, day, tzinfo=timezone.utc))
+    return env.SerializeToString()
+
+
+async def test_the_prescriptions_agent_records_lines_and_raises_doctor_shopping(published):
+    sent, store = published
+    async with worker.watch_prescriptions.test_context() as agent:
+        for n, (prescriber, day) in enumerate((("P1", 1), ("P2", 9), ("P3", 20))):
+            await agent.put(issued(f"01001abcdef{n}-h", prescriber, day), key=f"01001abcdef{n}-h".encode())
+    assert set(store.prescriptions) == {"01001abcdef0-h", "01001abcdef1-h", "01001abcdef2-h"}
+    assert store.prescriptions["01001abcdef0-h"][1].ingredients == ("diazepam",)
+    assert [r.topic for r in sent] == ["rx.alerts.v1"]
+    alert = payload_of(decode(sent[0].value))
+    assert alert.kind == events_pb2.ALERT_KIND_DOCTOR_SHOPPING and sent[0].key == b"citizen_id:001203004567"
+
+
+def submitted(member_id, card, claim_id, dispense_id, fund):
+    c = events_pb2.ClaimSubmitted(claim_id=claim_id, dispense_id=dispense_id, member_id=member_id, card_code=card,
+                                  prescription_code="01001abcdefg-c",
+                                  dispensed_on=common_pb2.Date(year=2026, month=11, day=20),
+                                  lines=[events_pb2.ClaimLine(line_number=1, drug_code="B01AF01-20T", quantity=30,
+                                                              unit_price_vnd=58_000, fund_vnd=fund)])
+    return new_envelope(c, key=member_id, producer="t", correlation_id="c",
+                        occurred_at=datetime(2026, 11, 20, tzinfo=timezone.utc)).SerializeToString()
+
+
+async def test_the_adjudicator_publishes_outcomes_and_keeps_the_accumulator_in_its_table(published):
+    from services.insurance.domain.adjudication import PrescribedLine
+    from tests.unit.insurance.conftest import member
+    sent, store = published
+    m = member(4)
+    store.members[m.member_id] = m
+    store.prescriptions["01001abcdefg-c"] = {1: PrescribedLine(1, "B01AF01-20T", 30, ("rivaroxaban",))}
+    card = m.cards[0].card_code
+    async with worker.adjudicate.test_context() as agent:
+        first = submitted(m.member_id, card, "c1", "d1", 696_000)
+        await agent.put(first, key=m.member_id.encode())
+        await agent.put(first, key=m.member_id.encode())           # redelivered: nothing new
+        await agent.put(submitted(m.member_id, card, "c2", "d1", 696_000), key=m.member_id.encode())  # same dispense
+    outcomes = [payload_of(decode(r.value)) for r in sent]
+    assert [(o.claim_id, o.outcome, o.reason_code) for o in outcomes] == [
+        ("c1", events_pb2.CLAIM_OUTCOME_APPROVED, ""), ("c2", events_pb2.CLAIM_OUTCOME_REJECTED, "DUPLICATE_CLAIM")]
+    state = worker.accumulators[m.member_id]
+    assert state["years"]["2026"]["copay"] == 174_000 and set(state["claims"]) == {"c1"}
