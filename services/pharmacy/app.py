@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from services.common.service_runner import run_service
 from services.pharmacy.adapters.grpc_api import PharmacyServicer, binding
+from services.pharmacy.bootstrap import bootstrap
 from services.pharmacy.config import Settings
 
 
@@ -10,7 +11,8 @@ def main() -> None:
     settings = Settings.from_env()
 
     async def bindings():
-        return [binding(PharmacyServicer())], None
+        handlers, close = bootstrap(settings)
+        return [binding(PharmacyServicer(handlers))], close
 
     run_service("pharmacy", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
 

@@ -1,0 +1,34 @@
+"""The pharmacy stream worker: builds the dispensing ledger from rx.prescriptions.v1.
+
+    python -m services.pharmacy.worker worker"""
+from __future__ import annotations
+
+from services.common.logging import configure_logging, load_mask_key
+from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDeduplicator, create_app, source_topic
+from services.common.topics import PRESCRIPTIONS
+from services.pharmacy.bootstrap import bootstrap
+from services.pharmacy.config import Settings
+
+settings = Settings.from_env()
+app = create_app("pharmacy", settings.common)
+prescriptions = source_topic(app, PRESCRIPTIONS)
+CONSUMER = "pharmacy-ledger"
+
+
+@app.agent(prescriptions)
+async def build_ledger(stream):
+    handlers, _ = bootstrap(settings)
+    processor = EnvelopeProcessor(CONSUMER, RedisDeduplicator(handlers.deps.store.redis, CONSUMER),
+                                  DeadLetters(app, CONSUMER))
+    async for event in stream.events():
+        await processor.process(event, handlers.on_prescription_event)
+
+
+@app.on_configured.connect
+def _configure_logging(app, conf, **kwargs) -> None:
+    configure_logging("pharmacy-worker", fmt=settings.common.log_format, level=settings.common.log_level,
+                      mask_key=load_mask_key(settings.common.run_dir, settings.common.log_mask_key))
+
+
+if __name__ == "__main__":
+    app.main()
