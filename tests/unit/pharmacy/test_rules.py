@@ -1,0 +1,38 @@
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from services.common.formulary import load_formulary
+from services.pharmacy.domain import rules
+
+DRUGS = load_formulary(Path(__file__).resolve().parents[3] / "reference" / "v1" / "formulary.csv")
+
+
+@pytest.mark.parametrize("prescribed, given, ok", [
+    ("N02BE01-500T", "N02BE01-500E", True),    # paracetamol 500 mg tablet -> 500 mg effervescent, oral
+    ("N02BE01-500T", "N02BE01-650T", False),   # other strength
+    ("N02BE01-500T", "N02BE01-1GI", False),    # other strength and route
+    ("M01AB05-50T", "M01AB05-75I", False),     # diclofenac oral -> intramuscular
+    ("J01CR02-1GT", "J01CA04-500C", False),    # other ingredients
+])
+def test_a_substitute_keeps_ingredients_strength_and_route(prescribed, given, ok):
+    assert (rules.substitution_problem(DRUGS[prescribed], DRUGS[given]) == "") is ok
+
+
+@pytest.mark.parametrize("codes, hidden", [(["B20"], True), (["J06.9", "B24"], True), (["Z21"], True),
+                                           (["B25.0"], False), (["A15.0"], False), ([], False)])
+def test_hiv_diagnoses_hide_the_patient(codes, hidden):
+    assert rules.hides_identity(codes) is hidden
+
+
+@pytest.mark.parametrize("recorded, remaining, today, expected", [
+    ("active", {1: 20, 2: 10}, date(2026, 12, 4), "active"),
+    ("active", {1: 5, 2: 10}, date(2026, 12, 4), "partially_dispensed"),
+    ("active", {1: 0, 2: 0}, date(2026, 12, 30), "completed"),
+    ("active", {1: 5, 2: 10}, date(2026, 12, 5), "expired"),
+    ("cancelled", {1: 20, 2: 10}, date(2026, 12, 1), "cancelled"),
+    ("replaced", {1: 0, 2: 0}, date(2026, 12, 1), "replaced"),
+])
+def test_status_on_a_day(recorded, remaining, today, expected):
+    assert rules.status(recorded, {1: 20, 2: 10}, remaining, date(2026, 12, 4), today) == expected
