@@ -1,0 +1,250 @@
+"""The pharmacy write path under pressure, with real processes, Redis and Kafka:
+concurrent dispenses on two replicas, a replica killed mid-stream, insurance down."""
+import asyncio
+import signal
+import socket
+import uuid
+from collections import Counter
+
+import grpc
+import pytest
+import redis as sync_redis
+from eprescription.events.v1 import events_pb2
+from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
+from eprescription.pharmacy.v1 import pharmacy_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.auth import load_tokens
+from services.common.events import EventDecodeError, decode, payload_of
+from services.common.topics import CLAIMS, DISPENSES, PRESCRIPTIONS
+from services.pharmacy.adapters.redis_store import PharmacyStore
+from tests.integration.pharmacy_fixtures import signed_prescription
+from tests.integration.prescribing_fixtures import start_process, stop_process
+from tests.support import publish, read_topic, wait_until
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serving(port):
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def start_replica(port, **env):
+    proc = start_process(["-m", "services.pharmacy.app"], env={"EPRX_PHARMACY_PORT": str(port), **env})
+    wait_until(lambda: serving(port) or proc.poll() is not None, timeout=60, message=f"pharmacy on {port}")
+    assert proc.poll() is None
+    return proc
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    relay = start_process(["-m", "services.common.outbox_relay", "pharmacy"])
+    worker = start_process(["-m", "services.pharmacy.worker", "worker", "-l", "warn", "--without-web"])
+    yield
+    for proc in (relay, worker):
+        stop_process(proc)
+
+
+def outbox_drained(settings):
+    client = sync_redis.Redis.from_url(settings.redis_url)
+    return sum(client.xlen(s) for s in PharmacyStore(client, settings.outbox_shards).layout.streams()) == 0
+
+
+def published_prescription(settings, lines):
+    rx = signed_prescription(lines)
+    publish(settings.kafka_bootstrap, PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
+    client = sync_redis.Redis.from_url(settings.redis_url)
+    key = PharmacyStore(client, settings.outbox_shards).ledger_key(rx.code)
+    wait_until(lambda: client.hexists(key, "content"), timeout=120, message="the ledger built from the event")
+    return rx
+
+
+def dispense_events(settings, code):
+    events = {}
+    for record in read_topic(settings.kafka_bootstrap, DISPENSES, timeout=20):
+        env = decode(record.value)
+        if env.key == code and env.WhichOneof("payload") == "medication_dispensed":
+            events[env.event_id] = payload_of(env)
+    return list(events.values())
+
+
+def tokens_of(settings):
+    return load_tokens(settings.credentials_file.parent / "tokens.json")
+
+
+async def test_two_hundred_concurrent_attempts_on_two_replicas_never_exceed_the_prescription(settings, pipeline):
+    rx = published_prescription(settings, [("N02BE01-500T", 100)])
+    ports = [free_port(), free_port()]
+    replicas = [start_replica(p) for p in ports]
+    tokens = tokens_of(settings)
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]
+    stubs = [pharmacy_pb2_grpc.PharmacyServiceStub(c) for c in channels]
+    pharmacies = ["pharmacy-a", "pharmacy-b"]
+
+    async def attempt(i):
+        request = pb.DispensePrescriptionRequest(
+            idempotency_key=str(uuid.uuid4()), code=rx.code, self_pay=True,
+            lines=[pb.DispenseLine(line_number=1, drug_code="N02BE01-500T", quantity=1, unit_price_vnd=1_050)])
+        try:
+            reply = await stubs[i % 2].DispensePrescription(
+                request, metadata=(("authorization", f"Bearer {tokens[pharmacies[(i // 2) % 2]]}"),), timeout=60)
+            return "accepted", reply.dispense_id
+        except grpc.aio.AioRpcError as err:
+            return err.code().name, err.details()
+
+    try:
+        results = await asyncio.gather(*(attempt(i) for i in range(200)))
+    finally:
+        for c in channels:
+            await c.close()
+        for proc in replicas:
+            stop_process(proc)
+    counts = Counter(kind for kind, _ in results)
+    assert counts == {"accepted": 100, "FAILED_PRECONDITION": 100}, counts
+    accepted = {detail for kind, detail in results if kind == "accepted"}
+    wait_until(lambda: outbox_drained(settings), timeout=60, message="pharmacy outbox drained")
+    events = wait_until(lambda: (lambda e: e if len(e) >= 100 else None)(dispense_events(settings, rx.code)),
+                        timeout=60, message="100 dispense events")
+    assert {e.dispense_id for e in events} == accepted  # one event per accepted dispense, no other
+    assert sum(e.lines[0].quantity for e in events) == 100
+    client = sync_redis.Redis.from_url(settings.redis_url)
+    assert int(client.hget(PharmacyStore(client, settings.outbox_shards).ledger_key(rx.code), "r:1")) == 0
+    print(f"race: attempts 200, accepted {counts['accepted']}, refused {counts['FAILED_PRECONDITION']}, "
+          f"dispensed {sum(e.lines[0].quantity for e in events)} of 100 prescribed")
+
+
+async def test_a_replica_killed_mid_stream_loses_no_acknowledged_sale_and_ships_no_refused_one(settings, pipeline):
+    rx = published_prescription(settings, [("N02BE01-500T", 40)])
+    port = free_port()
+    replica = start_replica(port)
+    tokens = tokens_of(settings)
+    metadata = (("authorization", f"Bearer {tokens['pharmacy-a']}"),)
+    acknowledged, refused, keys = set(), set(), [str(uuid.uuid4()) for _ in range(60)]
+
+    async def run_all():
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pharmacy_pb2_grpc.PharmacyServiceStub(channel)
+            for n, key in enumerate(keys):
+                request = pb.DispensePrescriptionRequest(
+                    idempotency_key=key, code=rx.code, self_pay=True,
+                    lines=[pb.DispenseLine(line_number=1, drug_code="N02BE01-500T", quantity=1, unit_price_vnd=1_050)])
+                while True:  # a POS retries with the same key until it gets an answer
+                    try:
+                        reply = await stub.DispensePrescription(request, metadata=metadata, timeout=5)
+                        acknowledged.add(reply.dispense_id)
+                        break
+                    except grpc.aio.AioRpcError as err:
+                        if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                            refused.add(key)
+                            break
+                        await asyncio.sleep(0.2)
+
+    async def killer():
+        nonlocal replica
+        while len(acknowledged) < 15:
+            await asyncio.sleep(0.01)
+        replica.send_signal(signal.SIGKILL)
+        replica.wait()
+        await asyncio.sleep(0.5)
+        replica = start_process(["-m", "services.pharmacy.app"], env={"EPRX_PHARMACY_PORT": str(port)})
+
+    await asyncio.gather(run_all(), killer())
+    stop_process(replica)
+    assert len(acknowledged) == 40 and len(refused) == 20
+    wait_until(lambda: outbox_drained(settings), timeout=60, message="pharmacy outbox drained")
+    events = wait_until(lambda: (lambda e: e if len(e) >= 40 else None)(dispense_events(settings, rx.code)),
+                        timeout=60, message="40 dispense events")
+    assert sorted(e.dispense_id for e in events) == sorted(acknowledged)
+
+
+async def test_when_insurance_does_not_answer_a_bhyt_sale_fails_and_nothing_is_recorded(settings, pipeline):
+    rx = published_prescription(settings, [("N02BE01-500T", 20)])
+    dead = free_port()  # nothing listens here
+    port = free_port()
+    replica = start_replica(port, EPRX_INSURANCE_ADDRESS=f"127.0.0.1:{dead}", EPRX_INSURANCE_TIMEOUT_SECONDS="1")
+    metadata = (("authorization", f"Bearer {tokens_of(settings)['pharmacy-a']}"),)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pharmacy_pb2_grpc.PharmacyServiceStub(channel)
+            line = pb.DispenseLine(line_number=1, drug_code="N02BE01-500T", quantity=5, unit_price_vnd=1_050)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.DispensePrescription(pb.DispensePrescriptionRequest(
+                    idempotency_key=str(uuid.uuid4()), code=rx.code, bhyt_card="DN4010123456789", lines=[line]),
+                    metadata=metadata, timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            looked = await stub.LookupPrescription(pb.LookupPrescriptionRequest(code=rx.code), metadata=metadata)
+            assert looked.lines[0].remaining == 20  # nothing recorded
+            ok = await stub.DispensePrescription(pb.DispensePrescriptionRequest(
+                idempotency_key=str(uuid.uuid4()), code=rx.code, self_pay=True, lines=[line]), metadata=metadata)
+            assert ok.lines[0].remaining == 15
+    finally:
+        stop_process(replica)
+    wait_until(lambda: outbox_drained(settings), timeout=60, message="pharmacy outbox drained")
+    events = dispense_events(settings, rx.code)
+    assert [e.payer for e in events] == [events_pb2.PAYER_SELF]
+    claims = []
+    for record in read_topic(settings.kafka_bootstrap, CLAIMS, timeout=10):
+        try:
+            env = decode(record.value)
+        except EventDecodeError:
+            continue  # poison left on the topic by the dead-letter tests
+        if env.WhichOneof("payload") == "claim_submitted" and payload_of(env).prescription_code == rx.code:
+            claims.append(env)
+    assert claims == []
+
+
+async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pipeline):
+    from tests.integration.insurance_fixtures import new_member
+    from services.insurance.adapters.redis_store import InsuranceStore
+    import redis.asyncio
+    member = new_member(4)
+    client = redis.asyncio.Redis.from_url(settings.redis_url, protocol=3)
+    await InsuranceStore(client).upsert_member(member)
+    await client.aclose()
+    rx = published_prescription(settings, [("B01AF01-20T", 30)])
+    insurance_port, port = free_port(), free_port()
+    insurance = start_process(["-m", "services.insurance.app"], env={"EPRX_INSURANCE_PORT": str(insurance_port)})
+    wait_until(lambda: serving(insurance_port), timeout=60, message="insurance")
+    replica = start_replica(port, EPRX_INSURANCE_ADDRESS=f"127.0.0.1:{insurance_port}")
+    metadata = (("authorization", f"Bearer {tokens_of(settings)['pharmacy-a']}"),)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pharmacy_pb2_grpc.PharmacyServiceStub(channel)
+            sold = await stub.DispensePrescription(pb.DispensePrescriptionRequest(
+                idempotency_key=str(uuid.uuid4()), code=rx.code, bhyt_card=member.citizen_id,
+                lines=[pb.DispenseLine(line_number=1, drug_code="B01AF01-20T", quantity=30, unit_price_vnd=58_000)]),
+                metadata=metadata)
+            assert (sold.fund_total_vnd, sold.patient_total_vnd) == (696_000, 1_044_000)
+            await stub.ReverseDispense(pb.ReverseDispenseRequest(dispense_id=sold.dispense_id, reason="returned"),
+                                       metadata=metadata)
+    finally:
+        stop_process(replica)
+        stop_process(insurance)
+    wait_until(lambda: outbox_drained(settings), timeout=60, message="pharmacy outbox drained")
+
+    def claim_events():
+        found = []
+        for record in read_topic(settings.kafka_bootstrap, CLAIMS, timeout=10):
+            try:
+                env = decode(record.value)
+            except EventDecodeError:
+                continue
+            if getattr(payload_of(env), "claim_id", None) == sold.claim_id:
+                found.append((record.key.decode(), env.WhichOneof("payload"), payload_of(env)))
+        return found if len(found) >= 2 else None
+    events = wait_until(claim_events, timeout=60, message="claim and its reversal")
+    assert [(key, kind) for key, kind, _ in events] == [(member.member_id, "claim_submitted"),
+                                                      (member.member_id, "claim_reversal_requested")]
+    submitted = events[0][2]
+    assert submitted.card_code == member.cards[0].card_code and submitted.lines[0].fund_vnd == 696_000
+    reversed_ = [e for e in dispense_events(settings, rx.code)]
+    assert [e.dispense_id for e in reversed_] == [sold.dispense_id]
