@@ -183,7 +183,8 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
         services.append(Proc(service, [py, "-m", f"services.{service}.app"], grpc_ready(port), ports=(port,)))
         services.append(Proc(f"{service}-relay", [py, "-m", "services.common.outbox_relay", service]))
         if (package / "worker.py").exists():
-            services.append(Proc(f"{service}-worker", [py, "-m", f"services.{service}.worker", "worker"]))
+            services.append(Proc(f"{service}-worker", [py, "-m", f"services.{service}.worker", "worker", "-l", "warn",
+                                                            "--without-web"]))
     return stages + [services]
 
 
