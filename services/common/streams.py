@@ -13,7 +13,7 @@ import structlog
 
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode
-from services.common.logging import correlation_id
+from services.common.logging import configure_logging, correlation_id, load_mask_key
 from services.common.topics import dlq
 
 log = structlog.get_logger("streams")
@@ -43,7 +43,14 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
     )
     config.update(overrides)
     (settings.run_dir / "faust" / f"eprx-{name}").mkdir(parents=True, exist_ok=True)
-    return faust.App(f"eprx-{name}", **config)
+    app = faust.App(f"eprx-{name}", **config)
+
+    @app.on_configured.connect
+    def _configure_logging(app, conf, **kwargs) -> None:
+        configure_logging(f"{name}-worker", fmt=settings.log_format, level=settings.log_level,
+                          mask_key=load_mask_key(settings.run_dir, settings.log_mask_key))
+
+    return app
 
 
 def source_topic(app: faust.App, name: str) -> faust.TopicT:

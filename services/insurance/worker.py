@@ -8,7 +8,6 @@
     python -m services.insurance.worker worker"""
 from __future__ import annotations
 
-from services.common.logging import configure_logging, load_mask_key
 from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
 from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS
 from services.insurance.bootstrap import bootstrap
@@ -78,13 +77,6 @@ async def watch_prescriptions(stream):
 
 def _payload(envelope):
     return getattr(envelope, envelope.WhichOneof("payload"))
-
-
-@app.on_configured.connect
-def _configure_logging(app, conf, **kwargs) -> None:
-    configure_logging("insurance-worker", fmt=settings.common.log_format, level=settings.common.log_level,
-                      mask_key=load_mask_key(settings.common.run_dir, settings.common.log_mask_key))
-
 
 
 if __name__ == "__main__":

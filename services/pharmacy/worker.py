@@ -3,7 +3,6 @@
     python -m services.pharmacy.worker worker"""
 from __future__ import annotations
 
-from services.common.logging import configure_logging, load_mask_key
 from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDeduplicator, create_app, source_topic
 from services.common.topics import PRESCRIPTIONS
 from services.pharmacy.bootstrap import bootstrap
@@ -22,12 +21,6 @@ async def build_ledger(stream):
                                   DeadLetters(app, CONSUMER))
     async for event in stream.events():
         await processor.process(event, handlers.on_prescription_event)
-
-
-@app.on_configured.connect
-def _configure_logging(app, conf, **kwargs) -> None:
-    configure_logging("pharmacy-worker", fmt=settings.common.log_format, level=settings.common.log_level,
-                      mask_key=load_mask_key(settings.common.run_dir, settings.common.log_mask_key))
 
 
 if __name__ == "__main__":

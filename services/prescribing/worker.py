@@ -4,7 +4,6 @@ the prescription statuses and the patients' medication lists.
     python -m services.prescribing.worker worker"""
 from __future__ import annotations
 
-from services.common.logging import configure_logging, load_mask_key
 from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDeduplicator, create_app, source_topic
 from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.bootstrap import bootstrap
@@ -36,12 +35,6 @@ async def project_prescriptions(stream):
 @app.agent(dispenses)
 async def project_dispenses(stream):
     await _consume(stream)
-
-
-@app.on_configured.connect
-def _configure_logging(app, conf, **kwargs) -> None:
-    configure_logging("prescribing-worker", fmt=settings.common.log_format, level=settings.common.log_level,
-                      mask_key=load_mask_key(settings.common.run_dir, settings.common.log_mask_key))
 
 
 if __name__ == "__main__":

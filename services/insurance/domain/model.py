@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from services.common.dated import in_force
 from services.common.formulary import Drug
 
 
@@ -85,24 +86,14 @@ class Rules:
     exemption: tuple[tuple[date, ExemptionRule], ...]
     coverage_changes: dict[str, tuple[tuple[date, Coverage], ...]]
 
-    @staticmethod
-    def _on(table, day: date):
-        current = None
-        for effective_from, value in table:
-            if effective_from <= day:
-                current = value
-        if current is None:
-            raise LookupError(f"no rule in force on {day.isoformat()}")
-        return current
-
     def base_salary_on(self, day: date) -> int:
-        return self._on(self.base_salary, day)
+        return in_force(self.base_salary, day)
 
     def benefit_on(self, digit: int, day: date) -> BenefitLevel:
-        return self._on(self.benefit_levels, day)[digit]
+        return in_force(self.benefit_levels, day)[digit]
 
     def exemption_on(self, day: date) -> ExemptionRule:
-        return self._on(self.exemption, day)
+        return in_force(self.exemption, day)
 
     def coverage_on(self, drug: Drug, day: date) -> Coverage:
         current = Coverage(drug.bhyt_covered, drug.payment_ratio)

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import IntEnum, StrEnum
 
+from services.common.dated import in_force
 from services.common.formulary import Drug
 
 
@@ -175,20 +176,11 @@ class ReferenceData:
     supply_limits: tuple[tuple[date, dict[str, int]], ...]   # (effective_from, case -> max days), oldest first
     dispensing_windows: tuple[tuple[date, int], ...]          # (effective_from, first-dispense days)
 
-    def in_force(self, table, on: date):
-        current = None
-        for effective_from, value in table:
-            if effective_from <= on:
-                current = value
-        if current is None:
-            raise LookupError(f"no rule in force on {on.isoformat()}")
-        return current
-
     def limits_on(self, day: date) -> dict[str, int]:
-        return self.in_force(self.supply_limits, day)
+        return in_force(self.supply_limits, day)
 
     def window_days_on(self, day: date) -> int:
-        return self.in_force(self.dispensing_windows, day)
+        return in_force(self.dispensing_windows, day)
 
 
 @dataclass(frozen=True)
