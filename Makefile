@@ -13,7 +13,7 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
             EPRX_INSURANCE_PORT=51053 EPRX_LOG_FORMAT=json
 
-.PHONY: install protos kafka-jars redis-bin deps credentials topics run up down status grpcurl \
+.PHONY: install protos kafka-jars redis-bin deps credentials topics run up down status grpcurl demo \
         test test-unit test-integration clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin
@@ -73,6 +73,10 @@ down:
 
 status:
 	@$(SUPERVISE) status
+
+# Against a running system (`make run` in another terminal, or `make up`).
+demo: install
+	$(PY) -m demo.story
 
 test-unit: install
 	$(PY) -m pytest tests/unit -q
