@@ -6,6 +6,7 @@ from typing import Callable
 
 import redis.asyncio
 
+from services.common import signatures
 from services.insurance.adapters import reference_data
 from services.insurance.adapters.redis_store import InsuranceStore
 from services.insurance.config import Settings
@@ -21,7 +22,9 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     """Refuses to start on malformed reference data; returns the handlers and a closer."""
     rules = reference_data.load(settings.reference_dir)
     client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
-    handlers = Insurance(Dependencies(store=InsuranceStore(client), rules=rules, clock=clock))
+    keys = settings.keys_dir / signatures.PUBLIC_FILE
+    public_keys = signatures.load_public_keys(settings.keys_dir) if keys.exists() else {}
+    handlers = Insurance(Dependencies(store=InsuranceStore(client), rules=rules, clock=clock, public_keys=public_keys))
 
     async def close() -> None:
         await client.aclose()

@@ -14,10 +14,12 @@ class Settings:
     grpc_host: str
     grpc_port: int
     reference_dir: Path
+    keys_dir: Path
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         common = CommonSettings.from_env(environ)
         env = Env(environ)
         return cls(common=common, grpc_host=env.text("GRPC_HOST", "127.0.0.1"), grpc_port=common.ports.insurance,
-                   reference_dir=env.path("REFERENCE_DIR", project_root() / "reference" / "v1"))
+                   reference_dir=env.path("REFERENCE_DIR", project_root() / "reference" / "v1"),
+                   keys_dir=env.path("SIGNING_KEYS_DIR", common.run_dir / "keys"))

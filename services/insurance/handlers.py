@@ -2,9 +2,8 @@
 these functions fetch what the rules need and shape the answers."""
 from __future__ import annotations
 
-import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Callable
 
@@ -13,7 +12,7 @@ from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 from eprescription.insurance.v1 import insurance_pb2
 
-from services.common import dates
+from services.common import dates, signatures
 from services.common.events import new_envelope, payload_of, to_record
 from services.common.topics import ALERTS, CLAIMS_ADJUDICATED
 from services.insurance.adapters.redis_store import InsuranceStore
@@ -24,7 +23,6 @@ from services.insurance.domain.model import InvalidIdentifier, Member, NotEligib
 log = structlog.get_logger("insurance")
 PRODUCER = "insurance"
 NAMESPACE = uuid.UUID("6f1c8f4e-7f0b-4b7e-9f39-3c2d6c7c9a10")  # output event ids derive from input ids
-PRESCRIPTION_WAIT_SECONDS = 30.0  # the prescriptions agent may be catching up after a restart
 
 _OUTCOMES = {
     adjudication.CLAIM_APPROVED: events_pb2.CLAIM_OUTCOME_APPROVED,
@@ -42,6 +40,7 @@ class Dependencies:
     store: InsuranceStore
     rules: Rules
     clock: Callable[[], datetime]
+    public_keys: dict = field(default_factory=dict)  # prescribers' keys, to verify attached prescriptions
 
 
 def derived_event_id(source_event_id: str, purpose: str) -> str:
@@ -156,7 +155,7 @@ class Insurance:
         if kind == "claim_submitted":
             claim = _claim_of(payload)
             member = await self.deps.store.member(payload.member_id)
-            prescribed = await self._prescription(payload.prescription_code)
+            prescribed = await self._prescription(payload)
             quoted = await self.deps.store.quote(payload.quote_id)
             decision, state = adjudication.adjudicate(claim, member, self.deps.rules, state,
                                                       prescribed=prescribed, quoted=quoted)
@@ -188,14 +187,17 @@ class Insurance:
                  fund=message.fund_total_vnd, member_id=message.member_id)
         return [record], state
 
-    async def _prescription(self, code: str) -> dict[int, PrescribedLine] | None:
-        """The prescription may still be on its way on the other topic: wait a little."""
-        deadline = asyncio.get_running_loop().time() + PRESCRIPTION_WAIT_SECONDS
-        while True:
-            found = await self.deps.store.prescription(code)
-            if found is not None or asyncio.get_running_loop().time() > deadline:
-                return found
-            await asyncio.sleep(0.2)
+    async def _prescription(self, claim: events_pb2.ClaimSubmitted) -> dict[int, PrescribedLine] | None:
+        """The signed prescription attached to the claim when its signature verifies (the
+        pharmacy cannot alter it), else the one seen on rx.prescriptions.v1, if any."""
+        attached = claim.prescription
+        if (claim.HasField("prescription") and attached.code == claim.prescription_code
+                and signatures.verify(attached, self.deps.public_keys)):
+            return {line.line_number: PrescribedLine(
+                line.line_number, line.drug_code, line.quantity,
+                self.deps.rules.drugs[line.drug_code].ingredient_names if line.drug_code in self.deps.rules.drugs else ())
+                for line in attached.lines}
+        return await self.deps.store.prescription(claim.prescription_code)
 
     def _adjudicated(self, claim: events_pb2.ClaimSubmitted, decision, now: datetime) -> events_pb2.ClaimAdjudicated:
         message = events_pb2.ClaimAdjudicated(

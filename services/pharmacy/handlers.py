@@ -269,7 +269,7 @@ class Pharmacy:
             claim = events_pb2.ClaimSubmitted(
                 claim_id=claim_id, dispense_id=dispense_id, quote_id=quote.quote_id, member_id=quote.member_id,
                 card_code=quote.card_code, facility_code=rx.facility_code, pharmacy_code=caller.identity,
-                prescription_code=rx.code, dispensed_on=dates.to_proto(dates.local_day(now)),
+                prescription_code=rx.code, dispensed_on=dates.to_proto(dates.local_day(now)), prescription=rx,
                 lines=[events_pb2.ClaimLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
                                             unit_price_vnd=l.unit_price_vnd, payment_ratio=amounts[l.line_number][3],
                                             insured_vnd=amounts[l.line_number][0], fund_vnd=amounts[l.line_number][1],

@@ -76,3 +76,38 @@ async def test_the_adjudicator_publishes_outcomes_and_keeps_the_accumulator_in_i
         ("c1", events_pb2.CLAIM_OUTCOME_APPROVED, ""), ("c2", events_pb2.CLAIM_OUTCOME_REJECTED, "DUPLICATE_CLAIM")]
     state = worker.accumulators[m.member_id]
     assert state["years"]["2026"]["copay"] == 174_000 and set(state["claims"]) == {"c1"}
+
+
+async def test_a_claim_carrying_its_signed_prescription_needs_no_other_topic(monkeypatch, rules, tmp_path):
+    from services.common import signatures
+    from tests.unit.insurance.conftest import member
+    signatures.ensure_keys(tmp_path, ["pk-test"])
+    store, sent = MemoryInsuranceStore(), []
+    m = member(4, ssn="0999999999")  # the agent's table outlives one test: a member of its own
+    store.members[m.member_id] = m
+    handlers = Insurance(Dependencies(store, rules, lambda: datetime(2026, 11, 30, tzinfo=timezone.utc),
+                                      public_keys=signatures.load_public_keys(tmp_path)))
+
+    async def collect(records):
+        sent.extend(records)
+    monkeypatch.setattr(worker, "publish", collect)
+    monkeypatch.setattr(worker, "make_handlers", lambda: handlers)
+
+    def claim_with(rx, claim_id, dispense_id):
+        env = decode(submitted(m.member_id, m.cards[0].card_code, claim_id, dispense_id, 696_000))
+        env.claim_submitted.prescription.CopyFrom(rx)
+        return env.SerializeToString()
+
+    rx = common_pb2.Prescription(code="01001abcdefg-c")
+    rx.lines.add(line_number=1, drug_code="B01AF01-20T", quantity=30)
+    signatures.sign(rx, "pk-test", signatures.load_private_keys(tmp_path)["pk-test"])
+    forged = common_pb2.Prescription()
+    forged.CopyFrom(rx)
+    forged.lines[0].quantity = 300
+    async with worker.adjudicate.test_context() as agent:
+        await agent.put(claim_with(rx, "c1", "d1"), key=m.member_id.encode())
+        await agent.put(claim_with(forged, "c2", "d2"), key=m.member_id.encode())
+    outcomes = [payload_of(decode(r.value)) for r in sent]
+    assert [(o.claim_id, o.outcome) for o in outcomes] == [("c1", events_pb2.CLAIM_OUTCOME_APPROVED),
+                                                           ("c2", events_pb2.CLAIM_OUTCOME_REJECTED)]
+    assert outcomes[1].lines[0].reason_code == "PRESCRIPTION_UNKNOWN"  # a forged attachment is not trusted

@@ -1,0 +1,64 @@
+"""The whole system as separate processes on the test ports: three services, their relays
+and their workers, over the Kafka and Redis that `make test` started."""
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.config import CommonSettings
+from tests.integration.conftest import settings  # noqa: F401 (the infrastructure check)
+from tests.integration.prescribing_fixtures import start_process, stop_process
+from tests.support import wait_until
+
+SERVICES = ("prescribing", "pharmacy", "insurance")
+
+
+def serving(port: int) -> bool:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+class System:
+    def __init__(self, settings: CommonSettings):
+        self.settings = settings
+        self.procs: dict = {}
+
+    def commands(self) -> dict[str, list[str]]:
+        commands = {}
+        for s in SERVICES:
+            commands[s] = ["-m", f"services.{s}.app"]
+            commands[f"{s}-relay"] = ["-m", "services.common.outbox_relay", s]
+            commands[f"{s}-worker"] = ["-m", f"services.{s}.worker", "worker", "-l", "warn", "--without-web"]
+        return commands
+
+    def start(self, name: str) -> None:
+        self.procs[name] = start_process(self.commands()[name])
+        if name in SERVICES:
+            port = getattr(self.settings.ports, name)
+            wait_until(lambda: serving(port) or self.procs[name].poll() is not None, timeout=60, message=name)
+            assert self.procs[name].poll() is None, f"{name} died"
+
+    def kill(self, name: str) -> None:
+        import signal
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> dict[str, str]:
+        return {name: stop_process(proc) for name, proc in self.procs.items()}
+
+
+@pytest.fixture(scope="session")
+def system(settings):  # noqa: F811
+    running = System(settings)
+    for name in running.commands():
+        running.start(name)
+    yield running
+    died = [name for name, proc in running.procs.items() if proc.poll() is not None]
+    outputs = running.stop_all()
+    assert not died, {name: outputs[name][-2000:] for name in died}
