@@ -13,7 +13,7 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
             EPRX_INSURANCE_PORT=51053 EPRX_LOG_FORMAT=json
 
-.PHONY: install protos kafka-jars redis-bin deps credentials topics run up down status grpcurl demo \
+.PHONY: install protos kafka-jars redis-bin deps credentials topics run up down status grpcurl demo bench \
         test test-unit test-integration clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin
@@ -73,6 +73,11 @@ down:
 
 status:
 	@$(SUPERVISE) status
+
+# Starts its own system on other ports (.run/bench), measures, stops it. BENCH_CONCURRENCY, BENCH_SECONDS.
+bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/run.py
 
 # Against a running system (`make run` in another terminal, or `make up`).
 demo: install

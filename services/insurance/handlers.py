@@ -187,6 +187,18 @@ class Insurance:
                  fund=message.fund_total_vnd, member_id=message.member_id)
         return [record], state
 
+    async def republish(self, envelope: events_pb2.EventEnvelope) -> list:
+        """The record first published for this claim event, rebuilt from the read model: a
+        redelivered event re-sends it under the same event id (consumers de-duplicate)."""
+        adjudicated = await self.deps.store.adjudication(payload_of(envelope).claim_id)
+        if adjudicated is None:
+            return []
+        return [to_record(new_envelope(adjudicated, key=adjudicated.member_id, producer=PRODUCER,
+                                       correlation_id=envelope.correlation_id,
+                                       occurred_at=adjudicated.adjudicated_at.ToDatetime(tzinfo=timezone.utc),
+                                       event_id=derived_event_id(envelope.event_id, "adjudicated")),
+                          CLAIMS_ADJUDICATED)]
+
     async def _prescription(self, claim: events_pb2.ClaimSubmitted) -> dict[int, PrescribedLine] | None:
         """The signed prescription attached to the claim when its signature verifies (the
         pharmacy cannot alter it), else the one seen on rx.prescriptions.v1, if any."""

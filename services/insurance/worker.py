@@ -28,9 +28,10 @@ def make_handlers():
 
 
 async def publish(records) -> None:
+    """Hands the records to Faust's producer, which flushes before it commits the source
+    offsets: a crash before that re-delivers the source event, and `adjudicate` re-sends."""
     for record in records:
-        delivery = await outputs[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
-        await delivery
+        await outputs[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
 
 
 @app.agent(claims)
@@ -50,9 +51,12 @@ async def adjudicate(stream):
         marker = "event" if envelope.WhichOneof("payload") == "claim_submitted" else "reversal_event"
         before = state["claims"].get(claim_id)
         if before is not None and before.get(marker) == envelope.event_id:
-            return  # redelivered after its outcome was published and recorded
+            # Redelivered after its outcome was recorded: send that outcome again, in case the
+            # crash lost it; the same event id lets every consumer drop the copy.
+            await publish(await handlers.republish(envelope))
+            return
         records, new_state = await handlers.on_claim_event(envelope, state)
-        await publish(records)  # published before the state is recorded: a crash between re-adjudicates
+        await publish(records)
         after = new_state["claims"].get(claim_id)
         if after is not None and (before is None or marker == "reversal_event"):
             after[marker] = envelope.event_id
