@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Protocol
 
 import faust
@@ -83,14 +84,20 @@ class RedisDeduplicator:
 
 
 class MemoryDeduplicator:
-    def __init__(self) -> None:
-        self._ids: set[str] = set()
+    """The most recent event ids of this process: it skips the redeliveries of a rebalance
+    or a restart cheaply; handlers stay idempotent for whatever it no longer remembers."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
 
     async def seen(self, event_id: str) -> bool:
         return event_id in self._ids
 
     async def remember(self, event_id: str) -> None:
-        self._ids.add(event_id)
+        self._ids[event_id] = None
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
 
 
 class DeadLetters:

@@ -2,6 +2,7 @@
 these functions fetch what the rules need and shape the answers."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -154,9 +155,9 @@ class Insurance:
         now = self.deps.clock()
         if kind == "claim_submitted":
             claim = _claim_of(payload)
-            member = await self.deps.store.member(payload.member_id)
-            prescribed = await self._prescription(payload)
-            quoted = await self.deps.store.quote(payload.quote_id)
+            member, prescribed, quoted = await asyncio.gather(
+                self.deps.store.member(payload.member_id), self._prescription(payload),
+                self.deps.store.quote(payload.quote_id))
             decision, state = adjudication.adjudicate(claim, member, self.deps.rules, state,
                                                       prescribed=prescribed, quoted=quoted)
             if decision is None:
@@ -176,9 +177,9 @@ class Insurance:
             message.adjudicated_at.FromDatetime(now)
         else:
             raise ValueError(f"{envelope.event_type} does not belong on the claims topic")
-        await self.deps.store.save_adjudication(message)
-        for year, year_state in state["years"].items():
-            await self.deps.store.mirror_year(message.member_id, int(year), year_state)
+        year = dates.from_proto(message.dispensed_on).year if message.HasField("dispensed_on") else None
+        await self.deps.store.save_adjudication(message, year_state=(
+            (year, state["years"][str(year)]) if str(year) in state["years"] else None))
         record = to_record(new_envelope(message, key=message.member_id, producer=PRODUCER,
                                         correlation_id=envelope.correlation_id, occurred_at=now,
                                         event_id=derived_event_id(envelope.event_id, "adjudicated")),

@@ -3,7 +3,7 @@
     python -m services.pharmacy.worker worker"""
 from __future__ import annotations
 
-from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDeduplicator, create_app, source_topic
+from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
 from services.common.topics import PRESCRIPTIONS
 from services.pharmacy.bootstrap import bootstrap
 from services.pharmacy.config import Settings
@@ -17,7 +17,7 @@ CONSUMER = "pharmacy-ledger"
 @app.agent(prescriptions)
 async def build_ledger(stream):
     handlers, _ = bootstrap(settings)
-    processor = EnvelopeProcessor(CONSUMER, RedisDeduplicator(handlers.deps.store.redis, CONSUMER),
+    processor = EnvelopeProcessor(CONSUMER, MemoryDeduplicator(),
                                   DeadLetters(app, CONSUMER))
     async for event in stream.events():
         await processor.process(event, handlers.on_prescription_event)

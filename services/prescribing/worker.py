@@ -4,7 +4,7 @@ the prescription statuses and the patients' medication lists.
     python -m services.prescribing.worker worker"""
 from __future__ import annotations
 
-from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDeduplicator, create_app, source_topic
+from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
 from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
@@ -17,7 +17,7 @@ CONSUMER = "prescribing-projections"
 
 
 def _processor(handlers_redis) -> EnvelopeProcessor:
-    return EnvelopeProcessor(CONSUMER, RedisDeduplicator(handlers_redis, CONSUMER), DeadLetters(app, CONSUMER))
+    return EnvelopeProcessor(CONSUMER, MemoryDeduplicator(), DeadLetters(app, CONSUMER))
 
 
 async def _consume(stream):

@@ -37,7 +37,8 @@ class System:
         return commands
 
     def start(self, name: str) -> None:
-        self.procs[name] = start_process(self.commands()[name])
+        # Its own relay identity: a relay left by another test must not share its leases.
+        self.procs[name] = start_process(self.commands()[name], env={"EPRX_REPLICA": "e2e"})
         if name in SERVICES:
             port = getattr(self.settings.ports, name)
             wait_until(lambda: serving(port) or self.procs[name].poll() is not None, timeout=60, message=name)
@@ -53,7 +54,7 @@ class System:
         return {name: stop_process(proc) for name, proc in self.procs.items()}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def system(settings):  # noqa: F811
     running = System(settings)
     for name in running.commands():

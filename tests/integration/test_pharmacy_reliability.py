@@ -232,13 +232,14 @@ async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pip
     wait_until(lambda: outbox_drained(settings), timeout=60, message="pharmacy outbox drained")
 
     def claim_events():
-        found = []
+        found, seen = [], set()
         for record in read_topic(settings.kafka_bootstrap, CLAIMS, timeout=10):
             try:
                 env = decode(record.value)
             except EventDecodeError:
                 continue
-            if getattr(payload_of(env), "claim_id", None) == sold.claim_id:
+            if getattr(payload_of(env), "claim_id", None) == sold.claim_id and env.event_id not in seen:
+                seen.add(env.event_id)  # at-least-once: a copy may arrive twice
                 found.append((record.key.decode(), env.WhichOneof("payload"), payload_of(env)))
         return found if len(found) >= 2 else None
     events = wait_until(claim_events, timeout=60, message="claim and its reversal")

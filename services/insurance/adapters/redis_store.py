@@ -105,15 +105,19 @@ class InsuranceStore:
 
     # Claims (read model) and the accumulator mirror
 
-    async def save_adjudication(self, adjudicated: events_pb2.ClaimAdjudicated) -> None:
-        await self.redis.set(f"{P}:claim:{adjudicated.claim_id}", adjudicated.SerializeToString())
+    async def save_adjudication(self, adjudicated: events_pb2.ClaimAdjudicated,
+                                year_state: tuple[int, dict] | None = None) -> None:
+        """The claim's outcome and, in the same round trip, the member's accumulator for its year."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"{P}:claim:{adjudicated.claim_id}", adjudicated.SerializeToString())
+            if year_state is not None:
+                pipe.hset(f"{P}:accumulator:{{{adjudicated.member_id}}}", str(year_state[0]),
+                          json.dumps(year_state[1], sort_keys=True))
+            await pipe.execute()
 
     async def adjudication(self, claim_id: str) -> events_pb2.ClaimAdjudicated | None:
         raw = await self.redis.get(f"{P}:claim:{claim_id}")
         return events_pb2.ClaimAdjudicated.FromString(raw) if raw else None
-
-    async def mirror_year(self, member_id: str, year: int, state: dict) -> None:
-        await self.redis.hset(f"{P}:accumulator:{{{member_id}}}", str(year), json.dumps(state, sort_keys=True))
 
     async def year(self, member_id: str, year: int) -> dict | None:
         raw = await self.redis.hget(f"{P}:accumulator:{{{member_id}}}", str(year))

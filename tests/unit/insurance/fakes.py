@@ -21,14 +21,13 @@ class MemoryInsuranceStore:
     async def quote(self, quote_id):
         return self.quotes.get(quote_id)
 
-    async def save_adjudication(self, adjudicated):
+    async def save_adjudication(self, adjudicated, year_state=None):
         self.claims[adjudicated.claim_id] = adjudicated
+        if year_state is not None:
+            self.years[(adjudicated.member_id, year_state[0])] = year_state[1]
 
     async def adjudication(self, claim_id):
         return self.claims.get(claim_id)
-
-    async def mirror_year(self, member_id, year, state):
-        self.years[(member_id, year)] = state
 
     async def year(self, member_id, year):
         return self.years.get((member_id, year))
