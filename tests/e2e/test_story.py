@@ -27,6 +27,9 @@ def test_the_story(system):
     assert "QUANTITY_EXCEEDS_REMAINING" in text and "PRESCRIPTION_REPLACED" in text
 
 
+POS_RETRY_BACKOFF_SECONDS = 0.3  # how long a point-of-sale client waits before it retries
+
+
 def unique(events):
     return {env.event_id: env for env in events}.values()
 
@@ -63,7 +66,7 @@ def test_restarts_in_the_middle_of_the_story_lose_nothing(system):
                 return
             except grpc.RpcError as error:
                 assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), error
-                time.sleep(0.3)
+                time.sleep(POS_RETRY_BACKOFF_SECONDS)
 
     sell(0)
     system.kill("insurance-worker")      # adjudication stops; claims wait on Kafka

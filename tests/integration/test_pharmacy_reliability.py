@@ -23,6 +23,9 @@ from tests.integration.prescribing_fixtures import start_process, stop_process
 from tests.support import publish, read_topic, wait_until
 
 
+POS_RETRY_BACKOFF_SECONDS = 0.2  # how long a point-of-sale client waits before it retries
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -129,6 +132,7 @@ async def test_a_replica_killed_mid_stream_loses_no_acknowledged_sale_and_ships_
     tokens = tokens_of(settings)
     metadata = (("authorization", f"Bearer {tokens['pharmacy-a']}"),)
     acknowledged, refused, keys = set(), set(), [str(uuid.uuid4()) for _ in range(60)]
+    fifteen_sold = asyncio.Event()
 
     async def run_all():
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -141,20 +145,20 @@ async def test_a_replica_killed_mid_stream_loses_no_acknowledged_sale_and_ships_
                     try:
                         reply = await stub.DispensePrescription(request, metadata=metadata, timeout=5)
                         acknowledged.add(reply.dispense_id)
+                        if len(acknowledged) >= 15:
+                            fifteen_sold.set()
                         break
                     except grpc.aio.AioRpcError as err:
                         if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
                             refused.add(key)
                             break
-                        await asyncio.sleep(0.2)
+                        await asyncio.sleep(POS_RETRY_BACKOFF_SECONDS)
 
     async def killer():
         nonlocal replica
-        while len(acknowledged) < 15:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(fifteen_sold.wait(), timeout=120)
         replica.send_signal(signal.SIGKILL)
         replica.wait()
-        await asyncio.sleep(0.5)
         replica = start_process(["-m", "services.pharmacy.app"], env={"EPRX_PHARMACY_PORT": str(port)})
 
     await asyncio.gather(run_all(), killer())

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from services.common.formulary import Drug
-from services.insurance.domain.coverage import LineInput, split, yearly_threshold
+from services.insurance.domain.coverage import LineInput, LineTotals, split, yearly_threshold
 from services.insurance.domain.model import Member, Rules
 
 APPROVED, REDUCED, REJECTED = "approved", "reduced", "rejected"
@@ -69,25 +69,13 @@ class LineDecision:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Decision(LineTotals):
     claim_id: str
     outcome: str
     reason: str
     lines: tuple[LineDecision, ...]
     benefit_percent: int = 0
     copay_exempt: bool = False
-
-    @property
-    def fund_total(self) -> int:
-        return sum(line.fund_vnd for line in self.lines)
-
-    @property
-    def patient_total(self) -> int:
-        return sum(line.patient_vnd for line in self.lines)
-
-    @property
-    def copay_total(self) -> int:
-        return sum(line.copay_vnd for line in self.lines)
 
 
 def empty_state() -> dict:

@@ -41,12 +41,10 @@ class LineAmounts:
     reason_code: str
 
 
-@dataclass(frozen=True)
-class Split:
-    lines: tuple[LineAmounts, ...]
-    benefit_percent: int
-    exempt: bool
-    exempt_reason: str
+class LineTotals:
+    """Totals over `lines`, for anything holding lines with the four amounts."""
+
+    lines: tuple
 
     @property
     def insured_total(self) -> int:
@@ -63,6 +61,14 @@ class Split:
     @property
     def copay_total(self) -> int:
         return sum(line.copay_vnd for line in self.lines)
+
+
+@dataclass(frozen=True)
+class Split(LineTotals):
+    lines: tuple[LineAmounts, ...]
+    benefit_percent: int
+    exempt: bool
+    exempt_reason: str
 
 
 def insured_amount(quantity: int, unit_price: int, ratio: int, covered: bool, level: BenefitLevel) -> tuple[int, int]:
