@@ -14,7 +14,6 @@ import asyncio
 import csv
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -209,7 +208,10 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
         return reply
 
     async def lifecycle(n: int):
-        cccd, card = next(next_member)
+        member = next(next_member, None)
+        if member is None:
+            raise LookupError("no member left")
+        cccd, card = member
         issued = await rpc("IssuePrescription", prescribing.IssuePrescription(prescribing_pb2.IssuePrescriptionRequest(
             client_request_id=str(uuid.uuid4()), draft=draft(cccd, card)), metadata=prescriber, timeout=30))
         code, issued_at = issued.prescription.code, time.monotonic()
@@ -236,8 +238,11 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
         while time.monotonic() < deadline:
             try:
                 await lifecycle(n)
-            except (grpc.aio.AioRpcError, StopIteration) as err:
-                errors[getattr(err, "code", lambda: type(err).__name__)().__str__()] += 1
+            except grpc.aio.AioRpcError as error:
+                errors[error.code().name] += 1
+            except LookupError:
+                errors["out of prepared members"] += 1
+                return
             n += concurrency
 
     await asyncio.gather(*(driver(k) for k in range(concurrency)))

@@ -7,7 +7,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.config import CommonSettings
-from tests.integration.conftest import settings  # noqa: F401 (the infrastructure check)
 from tests.integration.prescribing_fixtures import start_process, stop_process
 from tests.support import wait_until
 
@@ -55,7 +54,7 @@ class System:
 
 
 @pytest.fixture(scope="module")
-def system(settings):  # noqa: F811
+def system(settings):
     running = System(settings)
     for name in running.commands():
         running.start(name)

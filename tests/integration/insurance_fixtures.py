@@ -3,19 +3,17 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-import grpc
 import pytest
 import redis.asyncio
 from eprescription.insurance.v1 import insurance_pb2_grpc
 
-from services.common.auth import Authenticator, load_tokens, write_credentials
-from services.common.grpc_server import create_server, mark_serving
-from services.insurance.adapters.grpc_api import SERVICE_NAME, InsuranceServicer, binding
+from services.common.auth import load_tokens, write_credentials
+from services.insurance.adapters.grpc_api import InsuranceServicer, binding
 from services.insurance.adapters.redis_store import InsuranceStore
 from services.insurance.bootstrap import bootstrap
 from services.insurance.config import Settings
 from services.insurance.domain.model import CardPeriod, Member
-from tests.integration.prescribing_fixtures import Clock, start_process, stop_process
+from tests.integration.prescribing_fixtures import Clock, in_process_server, start_process, stop_process
 from tests.support import random_digits
 
 
@@ -42,13 +40,8 @@ async def insurance(tmp_path):
     client = redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
     handlers, close = bootstrap(settings, clock=clock, redis_client=client)
     write_credentials(tmp_path)
-    server, port, health = await create_server("127.0.0.1:0", [binding(InsuranceServicer(handlers))],
-                                               Authenticator.from_file(tmp_path / "credentials.json"))
-    await server.start()
-    await mark_serving(health, [SERVICE_NAME])
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with in_process_server(binding(InsuranceServicer(handlers)), tmp_path) as channel:
         yield insurance_pb2_grpc.InsuranceServiceStub(channel), load_tokens(tmp_path / "tokens.json"), clock, handlers
-    await server.stop(0)
     await close()
 
 

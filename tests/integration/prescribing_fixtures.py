@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import grpc
+from eprescription.prescribing.v1 import prescribing_pb2_grpc
 import pytest
 import redis.asyncio
 
@@ -18,7 +20,7 @@ from services.common import signatures
 from services.common.auth import Authenticator, load_tokens, write_credentials
 from services.common.grpc_server import create_server, mark_serving
 from services.prescribing.adapters import reference_data
-from services.prescribing.adapters.grpc_api import SERVICE_NAME, PrescribingServicer, binding
+from services.prescribing.adapters.grpc_api import PrescribingServicer, binding
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
 
@@ -81,6 +83,21 @@ def pipeline():
     assert not died, f"{', '.join(died)} died during the tests: {outputs}"[-4000:]
 
 
+@asynccontextmanager
+async def in_process_server(service_binding, credentials_dir):
+    """A service's server in the test process on a free port, with the given credentials;
+    yields a channel to it."""
+    server, port, health = await create_server("127.0.0.1:0", [service_binding],
+                                               Authenticator.from_file(credentials_dir / "credentials.json"))
+    await server.start()
+    await mark_serving(health, [service_binding.name])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        await server.stop(0)
+
+
 @pytest.fixture
 async def prescribing(tmp_path):
     """(stub, tokens, clock, handlers) over a real channel."""
@@ -89,14 +106,8 @@ async def prescribing(tmp_path):
     client = redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
     handlers, close = bootstrap(settings, clock=clock, redis_client=client)
     write_credentials(tmp_path)
-    server, port, health = await create_server("127.0.0.1:0", [binding(PrescribingServicer(handlers))],
-                                               Authenticator.from_file(tmp_path / "credentials.json"))
-    await server.start()
-    await mark_serving(health, [SERVICE_NAME])
-    from eprescription.prescribing.v1 import prescribing_pb2_grpc
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with in_process_server(binding(PrescribingServicer(handlers)), tmp_path) as channel:
         yield prescribing_pb2_grpc.PrescribingServiceStub(channel), load_tokens(tmp_path / "tokens.json"), clock, handlers
-    await server.stop(0)
     await close()
 
 

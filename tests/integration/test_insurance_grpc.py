@@ -2,13 +2,12 @@
 from datetime import date
 
 import grpc
-import pytest
 from eprescription.common.v1 import common_pb2
 from eprescription.insurance.v1 import insurance_pb2 as pb
 
 from services.insurance.import_members import run as import_members
 from services.insurance.config import Settings
-from tests.integration.insurance_fixtures import insurance, new_member, store  # noqa: F401
+from tests.integration.insurance_fixtures import new_member
 from tests.integration.prescribing_fixtures import auth
 from tests.integration.test_prescribing_grpc import fields_of, reason_of, refused
 

@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 
 from services.common.events import decode, header, payload_of
 from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS, dlq
-from tests.integration.insurance_fixtures import insurance_worker, new_member, store  # noqa: F401
+from tests.integration.insurance_fixtures import new_member
 from tests.integration.prescribing_fixtures import output_of, start_process
 from tests.support import eventually, publish, random_citizen_id, read_topic, wait_until
 

@@ -8,8 +8,8 @@ from eprescription.events.v1 import events_pb2
 from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 
 from services.common.events import new_envelope
-from tests.integration.insurance_fixtures import new_member, store  # noqa: F401
-from tests.integration.pharmacy_fixtures import ISSUED_AT, issued_event, pharmacy, signed_prescription  # noqa: F401
+from tests.integration.insurance_fixtures import new_member
+from tests.integration.pharmacy_fixtures import ISSUED_AT, issued_event, signed_prescription
 from tests.integration.prescribing_fixtures import auth
 from tests.integration.test_prescribing_grpc import fields_of, reason_of, refused
 

@@ -56,7 +56,7 @@ def issued_envelopes(settings, codes):
 
 async def test_each_accepted_prescription_reaches_kafka_once_even_when_the_relay_dies(handlers):
     h, settings, _ = handlers
-    codes, requests = set(), []
+    codes = set()
     for _ in range(20):
         request = pb.IssuePrescriptionRequest(client_request_id=str(uuid.uuid4()),
                                               draft=f.draft(patient=f.patient(citizen_id=random_citizen_id())))

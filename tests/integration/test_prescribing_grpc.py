@@ -16,7 +16,7 @@ from services.common.events import new_envelope, to_record
 from services.common.grpc_errors import details_of
 from services.common.topics import DISPENSES
 from tests import factories as f
-from tests.integration.prescribing_fixtures import auth, pipeline, prescribing, prescribing_settings  # noqa: F401
+from tests.integration.prescribing_fixtures import auth, prescribing_settings
 from tests.support import eventually, random_citizen_id
 
 pytestmark = pytest.mark.usefixtures("pipeline")

@@ -6,7 +6,7 @@ state is a plain JSON-able dict (the Faust table stores it); functions return a 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 from services.common.formulary import Drug

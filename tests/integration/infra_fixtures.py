@@ -1,4 +1,4 @@
-"""Integration tests talk to the real Kafka and Redis that `make test` starts
+"""Fixtures of the real infrastructure: the Kafka and Redis that `make test` starts
 (deploy/local/supervise.py up --infra-only, on the test ports)."""
 from __future__ import annotations
 
