@@ -138,13 +138,14 @@ class InsuranceStore:
     # Controlled prescriptions per patient, for doctor shopping
 
     async def controlled_history(self, patient_key: str, new: ControlledPrescription) -> list[ControlledPrescription]:
-        """Adds the prescription to the patient's window and returns the window's others."""
+        """Adds the prescription to the patient's list and returns the others within a window
+        on either side of it (they arrive in any order)."""
         key = f"{P}:controlled:{{{patient_key}}}"
         score = new.issued_at.timestamp()
         member = f"{new.code}|{new.prescriber}"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {member: score})
-            pipe.zrangebyscore(key, score - WINDOW.total_seconds(), score, withscores=True)
+            pipe.zrangebyscore(key, score - WINDOW.total_seconds(), score + WINDOW.total_seconds(), withscores=True)
             pipe.expire(key, int(WINDOW.total_seconds() * 3))
             _, rows, _ = await pipe.execute()
         history = []

@@ -35,5 +35,4 @@ class MemoryInsuranceStore:
     async def controlled_history(self, patient_key, new):
         window = self.windows.setdefault(patient_key, {})
         window[new.code] = new
-        return [p for p in window.values() if p.code != new.code
-                and new.issued_at - WINDOW <= p.issued_at <= new.issued_at]
+        return [p for p in window.values() if p.code != new.code and abs(p.issued_at - new.issued_at) <= WINDOW]

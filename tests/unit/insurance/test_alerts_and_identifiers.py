@@ -23,6 +23,21 @@ def test_the_window_is_30_days_back_from_the_new_prescription():
     assert doctor_shopping(rx("c3", "P3", 30), [rx("c1", "P1", 0), rx("c2", "P2", 10)]) is not None
 
 
+def test_the_order_of_arrival_does_not_matter():
+    # the latest prescription is processed first, the earliest last: the last one still sees all three
+    assert doctor_shopping(rx("c3", "P3", 20), []) is None
+    assert doctor_shopping(rx("c2", "P2", 10), [rx("c3", "P3", 20)]) is None
+    found = doctor_shopping(rx("c1", "P1", 0), [rx("c3", "P3", 20), rx("c2", "P2", 10)])
+    assert found is not None and found.codes == ("c1", "c2", "c3")
+
+
+def test_a_window_that_contains_the_new_prescription_counts_on_either_side():
+    # P1 at day 0, new P2 at day 25, P3 at day 29: one 30-day window holds all three
+    assert doctor_shopping(rx("c2", "P2", 25), [rx("c1", "P1", 0), rx("c3", "P3", 29)]) is not None
+    # P1 at day 0, new P2 at day 25, P3 at day 31: no 30-day window holds all three
+    assert doctor_shopping(rx("c2", "P2", 25), [rx("c1", "P1", 0), rx("c3", "P3", 31)]) is None
+
+
 def test_many_prescriptions_from_two_prescribers_are_not_shopping():
     history = [rx(f"c{i}", "P1" if i % 2 else "P2", i) for i in range(6)]
     assert doctor_shopping(rx("c9", "P1", 7), history) is None
