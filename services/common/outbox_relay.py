@@ -58,46 +58,58 @@ class OutboxRelay:
         self._block_ms = idle_block_ms
         self._lease = redis_client.register_script(_RENEW_OR_TAKE)
         self._release = redis_client.register_script(_RELEASE)
-        self._last_seen = {layout.stream(s): "0-0" for s in range(layout.shards)}
+        self._owned: list[int] = []
+        self._renew_at = 0.0
 
     def owned_shards(self) -> list[int]:
-        return [s for s in range(self._layout.shards)
-                if self._lease(keys=[self._layout.lease(s)], args=[self._owner, self._lease_ms])]
+        """Takes or renews the shard leases, a third of a lease's life before it ends."""
+        if time.monotonic() >= self._renew_at:
+            self._owned = [s for s in range(self._layout.shards)
+                           if self._lease(keys=[self._layout.lease(s)], args=[self._owner, self._lease_ms])]
+            self._renew_at = time.monotonic() + self._lease_ms / 3000
+        return self._owned
 
-    def ship_shard(self, shard: int) -> int:
-        stream = self._layout.stream(shard)
-        entries = self._redis.xrange(stream, count=self._batch)
-        if not entries:
-            return 0
-        crash_point("relay.before_produce")
-        pending = []
-        for entry_id, fields in entries:
-            future = self._producer.send(fields[b"topic"].decode(), key=fields[b"key"], value=fields[b"value"],
-                                         headers=decode_headers(fields[b"headers"]))
-            pending.append((entry_id, fields[b"event_id"], future))
-        self._producer.flush(timeout=60)
-        acknowledged = []
-        for entry_id, event_id, future in pending:
-            if not future.succeeded():
-                log.error("outbox.send_failed", stream=stream, event_id=event_id.decode(),
-                          error=repr(future.exception))
-                break  # keep order: nothing after a failure is trimmed this round
-            acknowledged.append(entry_id)
-        crash_point("relay.after_produce")
-        if acknowledged:
-            self._redis.xdel(stream, *acknowledged)
-            self._last_seen[stream] = acknowledged[-1].decode()
-        return len(acknowledged)
+    def _read(self, shards: list[int]) -> dict[str, list]:
+        """Every owned stream's oldest entries in one call; waits a little when all are empty."""
+        reply = self._redis.xread({self._layout.stream(s): "0-0" for s in shards}, count=self._batch,
+                                  block=self._block_ms)
+        if not reply:
+            return {}
+        if isinstance(reply, dict):  # RESP3
+            return {k.decode(): v[0] for k, v in reply.items() if v and v[0]}
+        return {k.decode(): v for k, v in reply if v}  # RESP2
 
     def run_once(self) -> int:
         shards = self.owned_shards()
-        shipped = sum(self.ship_shard(s) for s in shards)
-        if shipped == 0 and shards:
-            streams = {self._layout.stream(s): self._last_seen[self._layout.stream(s)] for s in shards}
-            self._redis.xread(streams, count=1, block=self._block_ms)
-        elif not shards:
+        if not shards:
             time.sleep(self._block_ms / 1000)
-        return shipped
+            return 0
+        batches = self._read(shards)
+        if not batches:
+            return 0
+        crash_point("relay.before_produce")
+        pending: dict[str, list] = {}
+        for stream, entries in batches.items():
+            pending[stream] = [(entry_id, fields[b"event_id"], self._producer.send(
+                fields[b"topic"].decode(), key=fields[b"key"], value=fields[b"value"],
+                headers=decode_headers(fields[b"headers"]))) for entry_id, fields in entries]
+        self._producer.flush(timeout=60)
+        acknowledged: dict[str, list] = {}
+        for stream, sent in pending.items():
+            acknowledged[stream] = []
+            for entry_id, event_id, future in sent:
+                if not future.succeeded():
+                    log.error("outbox.send_failed", stream=stream, event_id=event_id.decode(),
+                              error=repr(future.exception))
+                    break  # keep order: nothing after a failure in this stream is trimmed this round
+                acknowledged[stream].append(entry_id)
+        crash_point("relay.after_produce")
+        with self._redis.pipeline(transaction=False) as pipe:
+            for stream, ids in acknowledged.items():
+                if ids:
+                    pipe.xdel(stream, *ids)
+            pipe.execute()
+        return sum(len(ids) for ids in acknowledged.values())
 
     def run(self, stop: threading.Event) -> None:
         log.info("outbox.relay_started", service=self._layout.service, shards=self._layout.shards,
