@@ -8,7 +8,14 @@ from eprescription.events.v1 import events_pb2
 from services.common.events import decode, new_envelope, payload_of
 from services.insurance import worker
 from services.insurance.handlers import Dependencies, Insurance
+from tests.support import eventually
 from tests.unit.insurance.fakes import MemoryInsuranceStore
+
+
+def published_count(sent, n):
+    async def enough():
+        return len(sent) >= n
+    return enough
 
 
 @pytest.fixture
@@ -71,6 +78,7 @@ async def test_the_adjudicator_publishes_outcomes_and_keeps_the_accumulator_in_i
         await agent.put(first, key=m.member_id.encode())
         await agent.put(first, key=m.member_id.encode())           # redelivered: nothing new
         await agent.put(submitted(m.member_id, card, "c2", "d1", 696_000), key=m.member_id.encode())  # same dispense
+        await eventually(published_count(sent, 2), message="two outcomes")  # claims are handled in batches
     outcomes = [payload_of(decode(r.value)) for r in sent]
     assert [(o.claim_id, o.outcome, o.reason_code) for o in outcomes] == [
         ("c1", events_pb2.CLAIM_OUTCOME_APPROVED, ""), ("c2", events_pb2.CLAIM_OUTCOME_REJECTED, "DUPLICATE_CLAIM")]
@@ -107,6 +115,7 @@ async def test_a_claim_carrying_its_signed_prescription_needs_no_other_topic(mon
     async with worker.adjudicate.test_context() as agent:
         await agent.put(claim_with(rx, "c1", "d1"), key=m.member_id.encode())
         await agent.put(claim_with(forged, "c2", "d2"), key=m.member_id.encode())
+        await eventually(published_count(sent, 2), message="two outcomes")
     outcomes = [payload_of(decode(r.value)) for r in sent]
     assert [(o.claim_id, o.outcome) for o in outcomes] == [("c1", events_pb2.CLAIM_OUTCOME_APPROVED),
                                                            ("c2", events_pb2.CLAIM_OUTCOME_REJECTED)]
