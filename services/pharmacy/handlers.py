@@ -143,6 +143,11 @@ class Pharmacy:
             quote = await self.deps.insurance.quote(
                 request.bhyt_card, today, ledger.content.facility_code,
                 [(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd) for l in request.lines], correlation_id)
+            recorded = ledger.content.patient.bhyt_card
+            if recorded and recorded.upper() != quote.card_code:
+                # The card the hospital recorded for this patient is another member's card.
+                raise Refused("BHYT_CARD_NOT_PATIENTS", "the card presented is not the one on the prescription",
+                              "bhyt_card")
             amounts = {q.line_number: (q.insured_vnd, q.fund_vnd, q.patient_vnd, q.payment_ratio) for q in quote.lines}
             claim_id = f"c-{uuid.uuid4()}"
         template = {

@@ -95,6 +95,16 @@ async def test_a_bhyt_sale_returns_who_pays_what(pharmacy, store):
                                                        card="DN4019999999999"), metadata=auth(tokens, "pharmacy-a")),
                         grpc.StatusCode.FAILED_PRECONDITION)
     assert reason_of(err) == "BHYT_NOT_ELIGIBLE"
+    someone_else = new_member(4)
+    await store.upsert_member(someone_else)
+    carded = await ready(handlers, ("B01AF01-20T", 30), card=member.cards[0].card_code)
+    err = await refused(stub.DispensePrescription(sale(carded.code, (1, "B01AF01-20T", 30, 58_000, False),
+                                                       card=someone_else.citizen_id),
+                                                  metadata=auth(tokens, "pharmacy-a")), grpc.StatusCode.FAILED_PRECONDITION)
+    assert reason_of(err) == "BHYT_CARD_NOT_PATIENTS" and fields_of(err) == ["bhyt_card"]
+    by_citizen_id = await stub.DispensePrescription(sale(carded.code, (1, "B01AF01-20T", 30, 58_000, False),
+                                                         card=member.citizen_id), metadata=auth(tokens, "pharmacy-a"))
+    assert by_citizen_id.fund_total_vnd == 696_000  # the patient's own card, named by citizen ID
 
 
 async def test_a_retry_with_the_same_key_returns_the_first_result(pharmacy):
