@@ -55,11 +55,6 @@ async def abort(context: grpc.aio.ServicerContext, failure: RpcFailure) -> None:
     await context.abort_with_status(failure.to_status())
 
 
-def invalid_argument(field_name: str, description: str, reason: str = "INVALID_ARGUMENT") -> RpcFailure:
-    return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"{field_name}: {description}", reason,
-                      (FieldViolation(field_name, description),))
-
-
 def details_of(error: grpc.RpcError) -> list:
     """Unpacks the rich details of a failed call (for clients and tests)."""
     status = rpc_status.from_call(error)

@@ -1,8 +1,8 @@
 """The prescribing domain's values: pure dataclasses, no I/O."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from enum import IntEnum, StrEnum
 
@@ -159,12 +159,6 @@ class IcdRange:
 
 
 @dataclass(frozen=True)
-class Dated:
-    effective_from: date
-    value: object
-
-
-@dataclass(frozen=True)
 class ReferenceData:
     version: str
     drugs: dict[str, Drug]
@@ -216,19 +210,6 @@ class Violation:
     field: str
     rule: str
     message: str
-
-
-@dataclass(frozen=True)
-class IssuedPrescription:
-    """What the store keeps of a prescription besides its signed content."""
-
-    code: str
-    facility_code: str
-    issued_at: datetime
-    valid_until: date
-    status: Status
-    replaced_by: str = ""
-    dispensed: dict[int, int] = field(default_factory=dict)
 
 
 class PrescribingError(Exception):
