@@ -13,7 +13,7 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
             EPRX_INSURANCE_PORT=51053 EPRX_LOG_FORMAT=json
 
-.PHONY: install protos kafka-jars redis-bin deps credentials topics run up down status grpcurl demo bench \
+.PHONY: install protos kafka-jars redis-bin credentials topics run up down status grpcurl demo bench \
         test test-unit test-integration clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin

@@ -16,13 +16,11 @@ dispenses = source_topic(app, DISPENSES)
 CONSUMER = "prescribing-projections"
 
 
-def _processor(handlers_redis) -> EnvelopeProcessor:
-    return EnvelopeProcessor(CONSUMER, MemoryDeduplicator(), DeadLetters(app, CONSUMER))
-
-
 async def _consume(stream):
+    # The projections are idempotent (versions, applied-event sets); the in-memory
+    # de-duplication only spares them the redeliveries of a rebalance.
     handlers, _ = bootstrap(settings)
-    processor = _processor(handlers.deps.store.redis)
+    processor = EnvelopeProcessor(CONSUMER, MemoryDeduplicator(), DeadLetters(app, CONSUMER))
     async for event in stream.events():
         await processor.process(event, handlers.on_event)
 
