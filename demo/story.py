@@ -248,7 +248,8 @@ class Story:
         self.results = {"chronic": chronic.code, "ordinary": ordinary.code, "narcotic": narcotic.code,
                         "replacement": replaced.code, "claims": {k: v.outcome for k, v in claims.items()},
                         "third_sale": third.code().name, "old_code": refused_old.code().name,
-                        "alert": alert.alert_id, "sales": [first.dispense_id, second.dispense_id]}
+                        "alert": alert.alert_id, "sales": [first.dispense_id, second.dispense_id],
+                        "patients": [patient, shopper], "cards": [card]}
         self.step("Done")
         return self.results
 

@@ -10,6 +10,7 @@ from eprescription.pharmacy.v1 import pharmacy_pb2
 from eprescription.prescribing.v1 import prescribing_pb2
 
 from demo.story import Story
+from tests.integration.prescribing_fixtures import output_of
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.topics import CLAIMS_ADJUDICATED, DISPENSES
 from tests.support import read_topic, wait_until
@@ -18,6 +19,7 @@ from tests.support import read_topic, wait_until
 def test_the_story(system):
     lines = []
     results = Story(system.settings, out=lines.append).run()
+    system.story_results = results
     assert results["third_sale"] == "FAILED_PRECONDITION"
     assert results["old_code"] == "FAILED_PRECONDITION"
     assert set(results["claims"].values()) == {events_pb2.CLAIM_OUTCOME_APPROVED}
@@ -111,3 +113,13 @@ def test_restarts_in_the_middle_of_the_story_lose_nothing(system):
     assert got.status == common_pb2.PRESCRIPTION_STATUS_PARTIALLY_DISPENSED
 
 
+
+
+def test_no_process_logged_a_patient_identifier_or_name(system):
+    results = getattr(system, "story_results", None) or Story(system.settings, out=lambda line: None).run()
+    secrets = results["patients"] + results["cards"] + ["Bệnh nhân Demo"]
+    for name, proc in system.procs.items():
+        text = output_of(proc)
+        assert text, f"{name} logged nothing"
+        leaked = [s for s in secrets if s in text]
+        assert not leaked, f"{name} logged {leaked}"
