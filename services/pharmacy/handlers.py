@@ -14,7 +14,7 @@ from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 from eprescription.pharmacy.v1 import pharmacy_pb2
 
-from services.common import dates, signatures
+from services.common import dates, privacy, signatures
 from services.common.auth import Caller, Scope
 from services.common.events import new_envelope, payload_of, to_record
 from services.common.formulary import Drug
@@ -89,13 +89,8 @@ class Pharmacy:
         if ledger is None:
             raise NotFound(f"no prescription {code}")
         today = dates.local_day(self.deps.clock())
-        rx = common_pb2.Prescription()
-        rx.CopyFrom(ledger.content)
         verified = signatures.verify(ledger.content, self.deps.public_keys)
-        hidden = rules.hides_identity([d.icd10 for d in rx.diagnoses])
-        if hidden:
-            for name in ("identifier", "name", "address", "date_of_birth", "guardian", "bhyt_card"):
-                rx.patient.ClearField(name)
+        rx, hidden = privacy.masked(ledger.content)
         return pharmacy_pb2.LookupPrescriptionResponse(
             prescription=rx, status=_STATUS[self._status(ledger, today)], signature_verified=verified,
             identity_hidden=hidden, first_dispense_deadline=dates.to_proto(ledger.valid_until),

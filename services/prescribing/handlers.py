@@ -13,7 +13,7 @@ from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 from eprescription.prescribing.v1 import prescribing_pb2
 
-from services.common import dates, signatures
+from services.common import dates, privacy, signatures
 from services.common.auth import Caller
 from services.common.events import new_envelope, payload_of, to_record
 from services.common.topics import PRESCRIPTIONS
@@ -152,15 +152,19 @@ class Prescribing:
 
     # Queries
 
-    async def get(self, request: prescribing_pb2.GetPrescriptionRequest) -> prescribing_pb2.GetPrescriptionResponse:
+    async def get(self, request: prescribing_pb2.GetPrescriptionRequest,
+                  caller: Caller | None = None) -> prescribing_pb2.GetPrescriptionResponse:
         code = _valid_code("code", request.code)
         stored = await self.deps.store.get(code)
         if stored is None:
             raise NotFound(f"no prescription {code}")
         today = dates.local_day(self.deps.clock())
         current = status.derive(stored.recorded_status, stored.prescribed, stored.dispensed, stored.valid_until, today)
+        shown = stored.content
+        if caller is None or caller.identity.lower() != stored.content.facility_code.lower():
+            shown, _ = privacy.masked(stored.content)  # only the issuing facility sees an HIV patient's identity
         return prescribing_pb2.GetPrescriptionResponse(
-            prescription=stored.content, status=mapping.status_to_proto(current), replaced_by=stored.replaced_by,
+            prescription=shown, status=mapping.status_to_proto(current), replaced_by=stored.replaced_by,
             lines=[prescribing_pb2.LineProgress(line_number=n, prescribed=q, dispensed=stored.dispensed.get(n, 0))
                    for n, q in sorted(stored.prescribed.items())])
 

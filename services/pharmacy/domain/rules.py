@@ -6,7 +6,6 @@ from datetime import date
 
 from services.common.formulary import Drug
 
-HIV_GROUPS = (("B20", "B24"), ("Z21", "Z21"))  # HIV disease, asymptomatic HIV infection
 REVERSAL_WINDOW_HOURS = 24
 
 
@@ -59,14 +58,6 @@ def substitution_problem(prescribed: Drug, given: Drug) -> str:
     if prescribed.route != given.route:
         return f"a substitute must have the same route ({prescribed.route}, not {given.route})"
     return ""
-
-
-def hides_identity(icd10_codes: list[str]) -> bool:
-    for code in icd10_codes:
-        head = code.replace(".", "").upper()[:3]
-        if any(first <= head <= last for first, last in HIV_GROUPS):
-            return True
-    return False
 
 
 def status(recorded: str, prescribed: dict[int, int], remaining: dict[int, int], valid_until: date,

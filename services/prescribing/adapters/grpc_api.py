@@ -69,7 +69,7 @@ class PrescribingServicer(prescribing_pb2_grpc.PrescribingServiceServicer):
         return await self._run(context, lambda: self._h.cancel(request, caller(), correlation_id.get() or ""))
 
     async def GetPrescription(self, request, context):
-        return await self._run(context, lambda: self._h.get(request))
+        return await self._run(context, lambda: self._h.get(request, caller()))
 
     async def ListPatientMedications(self, request, context):
         return await self._run(context, lambda: self._h.medications(request))

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common import privacy
 from services.common.formulary import load_formulary
 from services.pharmacy.domain import rules
 
@@ -23,7 +24,7 @@ def test_a_substitute_keeps_ingredients_strength_and_route(prescribed, given, ok
 @pytest.mark.parametrize("codes, hidden", [(["B20"], True), (["J06.9", "B24"], True), (["Z21"], True),
                                            (["B25.0"], False), (["A15.0"], False), ([], False)])
 def test_hiv_diagnoses_hide_the_patient(codes, hidden):
-    assert rules.hides_identity(codes) is hidden
+    assert privacy.hides_identity(codes) is hidden
 
 
 @pytest.mark.parametrize("recorded, remaining, today, expected", [
