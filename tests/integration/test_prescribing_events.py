@@ -156,10 +156,11 @@ async def test_a_replay_rebuilds_the_read_models_to_the_same_state(handlers):
             return state
 
         async def projected():
-            state = await snapshot()
-            meds = [m for p in patients for m in await h.deps.store.medications(f"cccd:{p}")]
-            done = (len(meds) == 6 and state[codes[1]][1] == {1: 10} and state[codes[2]][1] == {1: 30}
-                    and any(m.status.value == "cancelled" for m in meds))
+            state = await snapshot()  # every condition on this one reading of the read models
+            entries = {m.prescription_code: m for p in patients for m in state[p]}
+            done = (len(entries) == 6 and entries[codes[0]].status.value == "cancelled"
+                    and entries[codes[1]].dispensed == 10 and entries[codes[2]].dispensed == 30
+                    and state[codes[1]][1] == {1: 10} and state[codes[2]][1] == {1: 30})
             return state if done else None
 
         before = await eventually(projected, timeout=90, message="projections")
