@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -65,7 +65,7 @@ class Story:
         self.prescribing = prescribing_pb2_grpc.PrescribingServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.prescribing}"))
         self.pharmacy = pharmacy_pb2_grpc.PharmacyServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.pharmacy}"))
         self.insurance = insurance_pb2_grpc.InsuranceServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.insurance}"))
-        self.today = dates.local_day(__import__("datetime").datetime.now(VIETNAM))
+        self.today = dates.local_day(datetime.now(VIETNAM))
         self.results: dict = {}
 
     # Printing

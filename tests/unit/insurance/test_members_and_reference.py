@@ -1,4 +1,5 @@
 import shutil
+from datetime import date
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_each_rejected_row_says_why(tmp_path, row, reason):
 
 
 def test_the_insurance_reference_data_loads_and_refuses_malformed_rows(tmp_path, rules):
-    assert rules.base_salary_on(__import__("datetime").date(2026, 7, 1)) == 2_530_000
+    assert rules.base_salary_on(date(2026, 7, 1)) == 2_530_000
     copy = tmp_path / "ref"
     shutil.copytree(REFERENCE, copy)
     path = copy / "insurance" / "benefit_levels.csv"
