@@ -125,7 +125,8 @@ class PharmacyStore:
         return self.layout.key(self._shard(code), "ledger", code)
 
     def _idem_key(self, code: str, pharmacy: str, key: str) -> str:
-        return self.layout.key(self._shard(code), "idem", pharmacy, key)
+        # Scoped to the prescription: the same key is the same request only for the same code.
+        return self.layout.key(self._shard(code), "idem", pharmacy, code, key)
 
     def _dispense_key(self, code: str, dispense_id: str) -> str:
         return self.layout.key(self._shard(code), "dispense", dispense_id)
