@@ -86,3 +86,15 @@ def publish(bootstrap: str, topic: str, payload, key: str, *, event_id: str | No
 def random_digits(n: int) -> str:
     import secrets
     return "".join(secrets.choice("0123456789") for _ in range(n))
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serving(port: int) -> bool:
+    from services.common.grpc_server import is_serving
+    return is_serving(f"127.0.0.1:{port}")

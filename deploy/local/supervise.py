@@ -190,14 +190,8 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
 
 def grpc_ready(port: int) -> Callable[[], bool]:
     def probe() -> bool:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                return reply.status == health_pb2.HealthCheckResponse.SERVING
-        except grpc.RpcError:
-            return False
+        from services.common.grpc_server import is_serving
+        return is_serving(f"127.0.0.1:{port}")
     return probe
 
 

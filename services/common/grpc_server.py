@@ -122,6 +122,16 @@ async def create_server(address: str, bindings: Iterable[ServiceBinding], authen
     return server, port, health_servicer
 
 
+def is_serving(address: str, timeout: float = 1.0) -> bool:
+    """A blocking health check, for supervisors and tests waiting on a process."""
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
 async def mark_serving(health_servicer: health.aio.HealthServicer, names: Iterable[str]) -> None:
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -17,12 +17,13 @@ import time
 from datetime import datetime, timezone
 
 from eprescription.events.v1 import events_pb2
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from services.common import dates
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.national_codes import time_to_claims_xml
+from services.common.topic_reader import read_to_end
 from services.common.topics import CLAIMS_ADJUDICATED
 
 # Decision 130/QD-BYT table 2 (drugs) names, with the member and card of table 1.
@@ -72,29 +73,18 @@ def follow(settings: CommonSettings, group: str, max_events: int | None, idle_ex
 
 def month_claims(settings: CommonSettings, month: str) -> list[events_pb2.ClaimAdjudicated]:
     year, mon = (int(p) for p in month.split("-"))
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     latest: dict[str, tuple[datetime, events_pb2.ClaimAdjudicated]] = {}
-    try:
-        partitions = [TopicPartition(CLAIMS_ADJUDICATED, p)
-                      for p in sorted(consumer.partitions_for_topic(CLAIMS_ADJUDICATED) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    try:
-                        claim = payload_of(decode(record.value))
-                    except EventDecodeError:
-                        continue
-                    day = dates.from_proto(claim.dispensed_on)
-                    if day is None or (day.year, day.month) != (year, mon):
-                        continue
-                    at = claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc)
-                    if claim.claim_id not in latest or latest[claim.claim_id][0] <= at:
-                        latest[claim.claim_id] = (at, claim)
-    finally:
-        consumer.close()
+    for record in read_to_end(settings.kafka_bootstrap, CLAIMS_ADJUDICATED):
+        try:
+            claim = payload_of(decode(record.value))
+        except EventDecodeError:
+            continue
+        day = dates.from_proto(claim.dispensed_on)
+        if day is None or (day.year, day.month) != (year, mon):
+            continue
+        at = claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc)
+        if claim.claim_id not in latest or latest[claim.claim_id][0] <= at:
+            latest[claim.claim_id] = (at, claim)
     return [claim for _, claim in sorted(latest.values(), key=lambda item: item[1].claim_id)]
 
 

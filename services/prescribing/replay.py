@@ -11,33 +11,15 @@ import asyncio
 import time
 
 import structlog
-from kafka import KafkaConsumer, TopicPartition
 
 from services.common.events import EventDecodeError, decode
+from services.common.topic_reader import read_to_end
 from services.common.logging import configure_logging, load_mask_key
 from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
 
 log = structlog.get_logger("prescribing.replay")
-
-
-def read_to_end(bootstrap_servers: str, topic: str):
-    """Yields every record of the topic that exists now, partition by partition in order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                             auto_offset_reset="earliest")
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=500, max_records=2000).values():
-                for record in records:
-                    if record.offset < ends[TopicPartition(record.topic, record.partition)]:
-                        yield record
-    finally:
-        consumer.close()
 
 
 async def replay(settings: Settings) -> dict[str, int]:

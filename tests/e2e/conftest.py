@@ -2,24 +2,13 @@
 and their workers, over the Kafka and Redis that `make test` started."""
 from __future__ import annotations
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.config import CommonSettings
 from tests.integration.prescribing_fixtures import start_process, stop_process
-from tests.support import wait_until
+from tests.support import serving, wait_until
 
 SERVICES = ("prescribing", "pharmacy", "insurance")
-
-
-def serving(port: int) -> bool:
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-            return reply.status == health_pb2.HealthCheckResponse.SERVING
-    except grpc.RpcError:
-        return False
 
 
 class System:

@@ -2,7 +2,6 @@
 concurrent dispenses on two replicas, a replica killed mid-stream, insurance down."""
 import asyncio
 import signal
-import socket
 import uuid
 from collections import Counter
 
@@ -12,7 +11,6 @@ import redis as sync_redis
 from eprescription.events.v1 import events_pb2
 from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 from eprescription.pharmacy.v1 import pharmacy_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.auth import load_tokens
 from services.common.events import EventDecodeError, decode, payload_of
@@ -20,25 +18,10 @@ from services.common.topics import CLAIMS, DISPENSES, PRESCRIPTIONS
 from services.pharmacy.adapters.redis_store import PharmacyStore
 from tests.integration.pharmacy_fixtures import signed_prescription
 from tests.integration.prescribing_fixtures import start_process, stop_process
-from tests.support import publish, read_topic, wait_until
+from tests.support import free_port, publish, read_topic, serving, wait_until
 
 
 POS_RETRY_BACKOFF_SECONDS = 0.2  # how long a point-of-sale client waits before it retries
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serving(port):
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                health_pb2.HealthCheckResponse.SERVING
-    except grpc.RpcError:
-        return False
 
 
 def start_replica(port, **env):

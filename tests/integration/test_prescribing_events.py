@@ -3,7 +3,6 @@ prescription exactly once (after a relay crash too), unique codes from two repli
 once, and read models that a replay rebuilds to the same state."""
 import asyncio
 import signal
-import socket
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -14,7 +13,6 @@ import redis.asyncio
 from eprescription.events.v1 import events_pb2
 from eprescription.prescribing.v1 import prescribing_pb2 as pb
 from eprescription.prescribing.v1 import prescribing_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaProducer
 
 from services.common.auth import Caller, Role, load_tokens
@@ -23,7 +21,7 @@ from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.bootstrap import bootstrap
 from tests import factories as f
 from tests.integration.prescribing_fixtures import output_of, prescribing_settings, start_process, stop_process
-from tests.support import eventually, random_citizen_id, read_topic, wait_until
+from tests.support import eventually, free_port, random_citizen_id, read_topic, serving, wait_until
 
 HOSPITAL_A = Caller("test", Role.PRESCRIBER, "01001")
 
@@ -79,26 +77,13 @@ async def test_each_accepted_prescription_reaches_kafka_once_even_when_the_relay
         assert payload_of(env).prescription.code == env.key
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_two_replicas_issuing_a_thousand_at_once_give_a_thousand_codes(settings):
     ports = [free_port(), free_port()]
     replicas = [start_process(["-m", "services.prescribing.app"], env={"EPRX_PRESCRIBING_PORT": str(p)})
                 for p in ports]
     try:
         for port in ports:
-            def serving(port=port):
-                try:
-                    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-                        return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status \
-                            == health_pb2.HealthCheckResponse.SERVING
-                except grpc.RpcError:
-                    return False
-            wait_until(serving, timeout=60, message=f"replica on {port}")
+            wait_until(lambda port=port: serving(port), timeout=60, message=f"replica on {port}")
         token = load_tokens(settings.credentials_file.parent / "tokens.json")["prescriber-hospital-a"]
         metadata = (("authorization", f"Bearer {token}"),)
         channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]

@@ -20,40 +20,50 @@ from services.prescribing.domain.model import ActiveMedication, Status
 SERVICE = "prescribing"
 READ_PREFIX = "prescribing:read"
 
-_ISSUE = """
-local prior = redis.call('HGET', KEYS[3], 'fp')
-if prior then return {'duplicate', prior, redis.call('HGET', KEYS[3], 'response')} end
+# Shared by the command scripts. ARGV of a new prescription: fingerprint, response,
+# content, valid_until, patient_key, prescribed.
+_COMMANDS = """
+local function replayed(req)
+  local prior = redis.call('HGET', req, 'fp')
+  if prior then return {'duplicate', prior, redis.call('HGET', req, 'response')} end
+end
+local function refusal(rx)
+  local status = redis.call('HGET', rx, 'status')
+  if not status then return {'not_found'} end
+  if status ~= 'active' then return {'state', status} end
+  if redis.call('HGET', rx, 'completed') == '1' then return {'state', 'completed'} end
+end
+local function create(rx, req)
+  redis.call('HSET', rx, 'content', ARGV[3], 'status', 'active', 'valid_until', ARGV[4],
+             'patient_key', ARGV[5], 'prescribed', ARGV[6], 'v', 1)
+  redis.call('HSET', req, 'fp', ARGV[1], 'response', ARGV[2])
+end
+"""
+
+_ISSUE = _COMMANDS + """
+local earlier = replayed(KEYS[3])
+if earlier then return earlier end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
-redis.call('HSET', KEYS[2], 'content', ARGV[3], 'status', 'active', 'valid_until', ARGV[4],
-           'patient_key', ARGV[5], 'prescribed', ARGV[6], 'v', 1)
-redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'response', ARGV[2])
+create(KEYS[2], KEYS[3])
 outbox_append(KEYS[1])
 return {'done'}
 """
 
-_REPLACE = """
-local prior = redis.call('HGET', KEYS[4], 'fp')
-if prior then return {'duplicate', prior, redis.call('HGET', KEYS[4], 'response')} end
-local status = redis.call('HGET', KEYS[2], 'status')
-if not status then return {'not_found'} end
-if status ~= 'active' then return {'state', status} end
-if redis.call('HGET', KEYS[2], 'completed') == '1' then return {'state', 'completed'} end
+_REPLACE = _COMMANDS + """
+local earlier = replayed(KEYS[4]) or refusal(KEYS[2])
+if earlier then return earlier end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'collision'} end
 redis.call('HSET', KEYS[2], 'status', 'replaced', 'replaced_by', ARGV[7])
 redis.call('HINCRBY', KEYS[2], 'v', 1)
-redis.call('HSET', KEYS[3], 'content', ARGV[3], 'status', 'active', 'valid_until', ARGV[4],
-           'patient_key', ARGV[5], 'prescribed', ARGV[6], 'v', 1)
-redis.call('HSET', KEYS[4], 'fp', ARGV[1], 'response', ARGV[2])
+create(KEYS[3], KEYS[4])
 outbox_append(KEYS[1])
 return {'done'}
 """
 
-_CANCEL = """
-local status = redis.call('HGET', KEYS[2], 'status')
-if not status then return {'not_found'} end
-if status == 'cancelled' then return {'already'} end
-if status ~= 'active' then return {'state', status} end
-if redis.call('HGET', KEYS[2], 'completed') == '1' then return {'state', 'completed'} end
+_CANCEL = _COMMANDS + """
+if redis.call('HGET', KEYS[2], 'status') == 'cancelled' then return {'already'} end
+local refused = refusal(KEYS[2])
+if refused then return refused end
 redis.call('HSET', KEYS[2], 'status', 'cancelled', 'cancel_reason', ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'v', 1)
 outbox_append(KEYS[1])
