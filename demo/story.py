@@ -30,7 +30,7 @@ from services.common.auth import load_tokens
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.grpc_errors import details_of
-from services.common.national_codes import VIETNAM
+from services.kernel.calendar import VIETNAM
 from services.common.topics import ALERTS, CLAIMS_ADJUDICATED
 from services.insurance import agency
 from services.insurance.import_members import run as import_members

@@ -1,11 +1,11 @@
 """common.v1.Date <-> datetime.date, and the platform's notion of 'today' (Vietnam time)."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 from eprescription.common.v1 import common_pb2
 
-from services.common.national_codes import VIETNAM
+from services.kernel.calendar import local_day  # noqa: F401  (the one definition, re-exported for adapters)
 
 
 def from_proto(value: common_pb2.Date) -> date | None:
@@ -20,8 +20,3 @@ def from_proto(value: common_pb2.Date) -> date | None:
 
 def to_proto(day: date | None) -> common_pb2.Date:
     return common_pb2.Date() if day is None else common_pb2.Date(year=day.year, month=day.month, day=day.day)
-
-
-def local_day(moment: datetime) -> date:
-    """Rules are judged on the calendar day in Vietnam."""
-    return moment.astimezone(VIETNAM).date()

@@ -2,56 +2,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from pathlib import Path
 
 from services.common.reference_files import ReferenceDataError, read_rows, unique
+from services.kernel.drugs import ControlledClass, Drug, Ingredient
 
 COLUMNS = ("code", "name", "active_ingredients", "strength_mg", "strength", "dosage_form", "route", "atc",
            "unit", "controlled_class", "traditional", "bhyt_covered", "payment_ratio", "unit_price_vnd",
            "toxic_herb")
 _ATC = re.compile(r"^[A-Z](\d{2}([A-Z]([A-Z](\d{2})?)?)?)?$")
-
-
-class ControlledClass(StrEnum):
-    NONE = "none"
-    NARCOTIC = "narcotic"
-    PSYCHOTROPIC = "psychotropic"
-    PRECURSOR = "precursor"
-
-
-@dataclass(frozen=True)
-class Ingredient:
-    name: str
-    mg_per_unit: Decimal | None  # None where the strength is not a mass (IU, per-dose inhalers, extracts)
-
-
-@dataclass(frozen=True)
-class Drug:
-    code: str
-    name: str
-    ingredients: tuple[Ingredient, ...]
-    strength: str
-    dosage_form: str
-    route: str
-    atc: str
-    unit: str
-    controlled: ControlledClass
-    traditional: bool
-    toxic_herb: bool
-    bhyt_covered: bool
-    payment_ratio: int  # percent of the price the fund takes into account
-    unit_price_vnd: int
-
-    @property
-    def ingredient_names(self) -> tuple[str, ...]:
-        return tuple(i.name for i in self.ingredients)
-
-    @property
-    def therapeutic_class(self) -> str:
-        return self.atc[:5]  # ATC level 4: chemical/therapeutic subgroup
 
 
 def load_formulary(path: Path) -> dict[str, Drug]:

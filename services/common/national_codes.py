@@ -5,11 +5,12 @@ d/m/Y; the BHYT claims XML numbers sex 1 male, 2 female, 3 unknown and writes ti
 yyyymmddHHMM. Inside the platform sex is the common.v1.Sex enum and times are aware datetimes."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
 from eprescription.common.v1 import common_pb2
 
-VIETNAM = timezone(timedelta(hours=7))
+from services.kernel.calendar import VIETNAM
+
 
 _TO_PRESCRIPTION_SYSTEM = {common_pb2.SEX_UNKNOWN: 1, common_pb2.SEX_MALE: 2, common_pb2.SEX_FEMALE: 3}
 _TO_CLAIMS_XML = {common_pb2.SEX_MALE: 1, common_pb2.SEX_FEMALE: 2, common_pb2.SEX_UNKNOWN: 3}

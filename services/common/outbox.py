@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from services.common.events import KafkaRecord
@@ -90,3 +91,8 @@ class OutboxScript:
     async def __call__(self, keys: Sequence[str], args: Sequence[str | bytes | int],
                        records: Sequence[KafkaRecord]):
         return await self._script(keys=list(keys), args=outbox_argv(args, records))
+
+
+def lua(adapter_file: str, name: str) -> str:
+    """The script `lua/<name>.lua` that lives next to the adapter module that loads it."""
+    return (Path(adapter_file).resolve().parent / "lua" / f"{name}.lua").read_text()

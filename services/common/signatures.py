@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from eprescription.common.v1 import common_pb2
+from google.protobuf.message import DecodeError
 
 ALGORITHM = "ed25519"
 PRIVATE_FILE = "prescriber-signing-keys.json"
@@ -47,6 +48,20 @@ def verify(prescription: common_pb2.Prescription, public_keys: dict[str, Ed25519
         return False
     return True
 
+
+
+class DocumentVerifier:
+    """Verifies serialised prescriptions against the prescribers' public keys."""
+
+    def __init__(self, public_keys: dict[str, Ed25519PublicKey]):
+        self._keys = public_keys
+
+    def verify(self, document: bytes) -> bool:
+        try:
+            prescription = common_pb2.Prescription.FromString(document)
+        except DecodeError:
+            return False
+        return verify(prescription, self._keys)
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()

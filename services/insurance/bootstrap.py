@@ -1,20 +1,18 @@
 """Wires the insurance service's adapters into its handlers."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 import redis.asyncio
 
 from services.common import signatures
+from services.kernel.calendar import utc_now
 from services.insurance.adapters import reference_data
 from services.insurance.adapters.redis_store import InsuranceStore
 from services.insurance.config import Settings
 from services.insurance.handlers import Dependencies, Insurance
 
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now,

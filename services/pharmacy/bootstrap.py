@@ -1,7 +1,7 @@
 """Wires the pharmacy service's adapters into its handlers."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 import redis.asyncio
@@ -9,30 +9,33 @@ import redis.asyncio
 from services.common import signatures
 from services.common.formulary import load_formulary
 from services.common.reference_files import load_manifest
+from services.kernel.calendar import utc_now
 from services.pharmacy.adapters.insurance_client import InsuranceClient
-from services.pharmacy.adapters.redis_store import PharmacyStore
+from services.pharmacy.adapters.redis_store import RedisLedgerStore
 from services.pharmacy.config import Settings
 from services.pharmacy.handlers import Dependencies, Pharmacy
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+from services.pharmacy.ports import Insurance, LedgerStore
 
 
 def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, redis_client=None,
-              insurance=None) -> tuple[Pharmacy, Callable]:
+              insurance: Insurance | None = None, store: LedgerStore | None = None) -> tuple[Pharmacy, Callable]:
     load_manifest(settings.reference_dir)
     drugs = load_formulary(settings.reference_dir / "formulary.csv")
-    public_keys = signatures.load_public_keys(settings.keys_dir)
-    client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
-    insurance = insurance or InsuranceClient(settings.insurance_address, settings.insurance_token,
-                                             settings.insurance_timeout_seconds)
-    handlers = Pharmacy(Dependencies(store=PharmacyStore(client, settings.common.outbox_shards), drugs=drugs,
-                                     public_keys=public_keys, insurance=insurance, clock=clock))
+    verifier = signatures.DocumentVerifier(signatures.load_public_keys(settings.keys_dir))
+    client = None
+    if store is None:
+        client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+        store = RedisLedgerStore(client, settings.common.outbox_shards)
+    own_insurance = insurance is None
+    if own_insurance:
+        insurance = InsuranceClient(settings.insurance_address, settings.insurance_token,
+                                    settings.insurance_timeout_seconds)
+    handlers = Pharmacy(Dependencies(store=store, drugs=drugs, signatures=verifier, insurance=insurance, clock=clock))
 
     async def close() -> None:
-        await client.aclose()
-        if isinstance(insurance, InsuranceClient):
+        if client is not None:
+            await client.aclose()
+        if own_insurance:
             await insurance.close()
 
     return handlers, close

@@ -3,25 +3,43 @@
     python -m services.pharmacy.worker worker"""
 from __future__ import annotations
 
+import faust
+
 from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
 from services.common.topics import PRESCRIPTIONS
+from services.pharmacy.adapters.events import decode_prescription_event
 from services.pharmacy.bootstrap import bootstrap
 from services.pharmacy.config import Settings
+from services.pharmacy.domain.events import PrescriptionClosed, PrescriptionIssued
+from services.pharmacy.handlers import Pharmacy
 
-settings = Settings.from_env()
-app = create_app("pharmacy", settings.common)
-prescriptions = source_topic(app, PRESCRIPTIONS)
 CONSUMER = "pharmacy-ledger"
 
 
-@app.agent(prescriptions)
-async def build_ledger(stream):
-    handlers, _ = bootstrap(settings)
-    processor = EnvelopeProcessor(CONSUMER, MemoryDeduplicator(),
-                                  DeadLetters(app, CONSUMER))
-    async for event in stream.events():
-        await processor.process(event, handlers.on_prescription_event)
+def ledger_projection(handlers: Pharmacy):
+    """The envelope handler of the ledger: decode, then the handler for that event."""
+    async def project(envelope) -> None:
+        match decode_prescription_event(envelope):
+            case PrescriptionIssued() as issued:
+                await handlers.on_prescription_issued(issued)
+            case PrescriptionClosed() as closed:
+                await handlers.on_prescription_closed(closed)
+    return project
+
+
+def build(settings: Settings) -> faust.App:
+    app = create_app("pharmacy", settings.common)
+
+    @app.agent(source_topic(app, PRESCRIPTIONS))
+    async def build_ledger(stream):
+        handlers, _ = bootstrap(settings)
+        processor = EnvelopeProcessor(CONSUMER, MemoryDeduplicator(), DeadLetters(app, CONSUMER))
+        project = ledger_projection(handlers)
+        async for event in stream.events():
+            await processor.process(event, project)
+
+    return app
 
 
 if __name__ == "__main__":
-    app.main()
+    build(Settings.from_env()).main()

@@ -1,20 +1,18 @@
 """Wires the prescribing service's adapters into its handlers."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 import redis.asyncio
 
 from services.common import signatures
+from services.kernel.calendar import utc_now
 from services.prescribing.adapters import reference_data
 from services.prescribing.adapters.redis_store import RedisPrescriptionStore
 from services.prescribing.config import Settings
 from services.prescribing.handlers import Dependencies, Prescribing
 
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now,

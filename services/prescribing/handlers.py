@@ -19,6 +19,7 @@ from services.common.events import new_envelope, payload_of, to_record
 from services.common.topics import PRESCRIPTIONS
 from services.prescribing.adapters import mapping
 from services.prescribing.adapters.redis_store import RedisPrescriptionStore, StoredPrescription
+from services.kernel import status as rx_status
 from services.prescribing.domain import codes, rules, safety, status
 from services.prescribing.domain.model import (ActiveMedication, Draft, DraftRejected, InvalidState, Line, NotFound,
                                                NotPermitted, ReferenceData, RequestConflict, SafetyBlocked, Status,
@@ -159,7 +160,7 @@ class Prescribing:
         if stored is None:
             raise NotFound(f"no prescription {code}")
         today = dates.local_day(self.deps.clock())
-        current = status.derive(stored.recorded_status, stored.prescribed, stored.dispensed, stored.valid_until, today)
+        current = rx_status.derive(stored.recorded_status, stored.prescribed, stored.dispensed, stored.valid_until, today)
         shown = stored.content
         if caller is None or caller.identity.lower() != stored.content.facility_code.lower():
             shown, _ = privacy.masked(stored.content)  # only the issuing facility sees an HIV patient's identity
@@ -237,13 +238,8 @@ class Prescribing:
         return entries
 
     def _med_status(self, med: ActiveMedication, today: date) -> Status:
-        if med.status in (Status.CANCELLED, Status.REPLACED):
-            return med.status
-        if med.dispensed >= med.prescribed:
-            return Status.COMPLETED
-        if today > med.valid_until:
-            return Status.EXPIRED
-        return Status.PARTIALLY_DISPENSED if med.dispensed else Status.ACTIVE
+        return rx_status.derive(med.status, {med.line_number: med.prescribed}, {med.line_number: med.dispensed},
+                                med.valid_until, today)
 
     async def _judge(self, msg, override_reason: str, caller: Caller, now: datetime,
                      excluding: str = "") -> tuple[Draft, list]:
@@ -306,7 +302,7 @@ class Prescribing:
         return stored
 
     def _still_changeable(self, stored: StoredPrescription, today: date, verb: str) -> None:
-        current = status.derive(stored.recorded_status, stored.prescribed, stored.dispensed, stored.valid_until,
+        current = rx_status.derive(stored.recorded_status, stored.prescribed, stored.dispensed, stored.valid_until,
                                 today)
         if current in (Status.CANCELLED, Status.REPLACED, Status.COMPLETED, Status.EXPIRED):
             raise InvalidState("NOT_CHANGEABLE",

@@ -8,6 +8,7 @@ from eprescription.events.v1 import events_pb2
 from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 
 from services.common.events import new_envelope
+from services.pharmacy.worker import ledger_projection
 from tests.integration.insurance_fixtures import new_member
 from tests.integration.pharmacy_fixtures import ISSUED_AT, issued_event, signed_prescription
 from tests.integration.prescribing_fixtures import auth
@@ -18,7 +19,7 @@ COMPLETED = common_pb2.PRESCRIPTION_STATUS_COMPLETED
 
 async def ready(handlers, *lines, **kw):
     rx = signed_prescription(lines or [("N02BE01-500T", 20), ("J01CR02-1GT", 14)], **kw)
-    await handlers.on_prescription_event(issued_event(rx))
+    await ledger_projection(handlers)(issued_event(rx))
     return rx
 
 
@@ -148,7 +149,7 @@ async def test_the_window_cancellation_batches_and_signature_are_enforced(pharma
     clock.advance(days=-5)
 
     cancelled = await ready(handlers)
-    await handlers.on_prescription_event(new_envelope(events_pb2.PrescriptionCancelled(code=cancelled.code, reason="x"),
+    await ledger_projection(handlers)(new_envelope(events_pb2.PrescriptionCancelled(code=cancelled.code, reason="x"),
                                                       key=cancelled.code, producer="t", correlation_id="t",
                                                       occurred_at=ISSUED_AT))
     err = await refused(stub.DispensePrescription(sale(cancelled.code, (1, "N02BE01-500T", 1, 1, False)),
@@ -167,7 +168,7 @@ async def test_the_window_cancellation_batches_and_signature_are_enforced(pharma
 
     forged = signed_prescription([("N02BE01-500T", 20)])
     forged.lines[0].quantity = 200  # changed after signing
-    await handlers.on_prescription_event(issued_event(forged))
+    await ledger_projection(handlers)(issued_event(forged))
     err = await refused(stub.DispensePrescription(sale(forged.code, (1, "N02BE01-500T", 100, 1, False)),
                                                   metadata=auth(tokens, "pharmacy-a")), grpc.StatusCode.FAILED_PRECONDITION)
     assert reason_of(err) == "SIGNATURE_INVALID"

@@ -15,7 +15,7 @@ from eprescription.pharmacy.v1 import pharmacy_pb2_grpc
 from services.common.auth import load_tokens
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.topics import CLAIMS, DISPENSES, PRESCRIPTIONS
-from services.pharmacy.adapters.redis_store import PharmacyStore
+from services.pharmacy.adapters.redis_store import RedisLedgerStore
 from tests.integration.pharmacy_fixtures import signed_prescription
 from tests.integration.prescribing_fixtures import start_process, stop_process
 from tests.support import free_port, publish, read_topic, serving, wait_until
@@ -42,14 +42,14 @@ def pipeline():
 
 def outbox_drained(settings):
     client = sync_redis.Redis.from_url(settings.redis_url)
-    return sum(client.xlen(s) for s in PharmacyStore(client, settings.outbox_shards).layout.streams()) == 0
+    return sum(client.xlen(s) for s in RedisLedgerStore(client, settings.outbox_shards).layout.streams()) == 0
 
 
 def published_prescription(settings, lines):
     rx = signed_prescription(lines)
     publish(settings.kafka_bootstrap, PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
     client = sync_redis.Redis.from_url(settings.redis_url)
-    key = PharmacyStore(client, settings.outbox_shards).ledger_key(rx.code)
+    key = RedisLedgerStore(client, settings.outbox_shards).ledger_key(rx.code)
     wait_until(lambda: client.hexists(key, "content"), timeout=120, message="the ledger built from the event")
     return rx
 
@@ -103,7 +103,7 @@ async def test_two_hundred_concurrent_attempts_on_two_replicas_never_exceed_the_
     assert {e.dispense_id for e in events} == accepted  # one event per accepted dispense, no other
     assert sum(e.lines[0].quantity for e in events) == 100
     client = sync_redis.Redis.from_url(settings.redis_url)
-    assert int(client.hget(PharmacyStore(client, settings.outbox_shards).ledger_key(rx.code), "r:1")) == 0
+    assert int(client.hget(RedisLedgerStore(client, settings.outbox_shards).ledger_key(rx.code), "r:1")) == 0
     print(f"race: attempts 200, accepted {counts['accepted']}, refused {counts['FAILED_PRECONDITION']}, "
           f"dispensed {sum(e.lines[0].quantity for e in events)} of 100 prescribed")
 

@@ -9,7 +9,7 @@ import copy
 from dataclasses import dataclass
 from datetime import date
 
-from services.common.formulary import Drug
+from services.kernel.drugs import Drug
 from services.insurance.domain.coverage import LineInput, LineTotals, split, yearly_threshold
 from services.insurance.domain.model import Member, Rules
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from services.common.formulary import Drug
+from services.kernel.drugs import Drug
 from services.insurance.domain.model import BenefitLevel, Member, Rules
 
 ROUNDING_RULE = ("whole dong per line, half up: insured = qty x price x ratio / 100, then "

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from services.common.dated import in_force
-from services.common.formulary import Drug
+from services.kernel.dated import in_force
+from services.kernel.drugs import Drug
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The pharmacy service's client of InsuranceService: a quote with a deadline."""
+"""The pharmacy service's client of InsuranceService: a quote with a deadline, answered as
+the domain's Quote or one of its refusals."""
 from __future__ import annotations
 
 from datetime import date
@@ -7,7 +8,9 @@ import grpc
 from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 
 from services.common import dates
-from services.pharmacy.domain.rules import InsuranceUnavailable, InvalidRequest, Refused
+from services.common.logging import correlation_id
+from services.pharmacy.domain.errors import InsuranceUnavailable, InvalidRequest, Refused
+from services.pharmacy.domain.model import Quote, QuotedAmounts, QuoteLine
 
 
 class InsuranceClient:
@@ -17,16 +20,15 @@ class InsuranceClient:
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout_seconds
 
-    async def quote(self, card: str, day: date, facility: str, lines: list[tuple[int, str, int, int]],
-                    correlation_id: str) -> insurance_pb2.QuoteCoverageResponse:
+    async def quote(self, card: str, day: date, facility: str, lines: list[QuoteLine]) -> Quote:
         request = insurance_pb2.QuoteCoverageRequest(
             card_identifier=card, date=dates.to_proto(day), facility_code=facility,
-            lines=[insurance_pb2.QuoteLine(line_number=n, drug_code=d, quantity=q, unit_price_vnd=p)
-                   for n, d, q, p in lines])
+            lines=[insurance_pb2.QuoteLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
+                                           unit_price_vnd=l.unit_price_vnd) for l in lines])
         try:
-            return await self._stub.QuoteCoverage(
+            reply = await self._stub.QuoteCoverage(
                 request, timeout=self._timeout,
-                metadata=self._metadata + (("x-correlation-id", correlation_id),))
+                metadata=self._metadata + (("x-correlation-id", correlation_id.get() or ""),))
         except grpc.aio.AioRpcError as error:
             code = error.code()
             if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
@@ -34,6 +36,9 @@ class InsuranceClient:
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequest("bhyt_card", "BHYT_CARD_INVALID", f"insurance: {error.details()}") from None
             raise InsuranceUnavailable(f"insurance did not answer: {code.name}") from None
+        return Quote(reply.quote_id, reply.member_id, reply.card_code,
+                     {q.line_number: QuotedAmounts(q.insured_vnd, q.fund_vnd, q.patient_vnd, q.payment_ratio)
+                      for q in reply.lines})
 
     async def close(self) -> None:
         await self._channel.close()

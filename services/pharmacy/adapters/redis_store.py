@@ -1,122 +1,91 @@
 """The pharmacy service's Redis keyspace: the dispensing ledger (remaining quantity per
-prescription line), every dispense, idempotency records, and the outbox.
+prescription line), every sale, idempotency records, and the outbox.
 
-All keys of one prescription share its shard's hash tag, so a dispense is one Lua script
-on one Redis Cluster slot: it checks every rule that depends on state, applies the change
-and appends the events, or does nothing at all."""
+All keys of one prescription share its shard's hash tag, so a sale is one Lua script on one
+Redis Cluster slot (lua/dispense.lua): it re-checks the state the domain's plan depends on,
+applies the plan and appends its events, or does nothing at all. Scripts take their
+arguments as one JSON object and answer one; `_decode` reads every answer."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import asdict
+from datetime import datetime
 
-from eprescription.common.v1 import common_pb2
-
-from services.common.events import KafkaRecord
-from services.common.outbox import OutboxLayout, OutboxScript
+from services.common.outbox import OutboxLayout, OutboxScript, lua
+from services.pharmacy.adapters import events
+from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
+                                                 DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,
+                                                 ReverseOutcome, StateChanged)
+from services.pharmacy.domain.model import (DispenseRecord, Ledger, PriorDispense, Prescription, Receipt,
+                                            ReceiptLine, SoldLine)
 
 SERVICE = "pharmacy"
-
-# The ledger of a prescription is created once, from its PrescriptionIssued event.
-_OPEN_LEDGER = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'content', ARGV[1], 'status', ARGV[2], 'valid_until', ARGV[3], 'lines', ARGV[4])
-for i = 5, #ARGV, 3 do
-  redis.call('HSET', KEYS[1], 'p:' .. ARGV[i], ARGV[i + 1], 'r:' .. ARGV[i], ARGV[i + 1], 'b:' .. ARGV[i], ARGV[i + 2])
-end
-return 1
-"""
-
-# Cancelled and replaced are final; they win whatever order the events come in.
-_CLOSE_LEDGER = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'pending', '1')
-  return 0
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[1])
-return 1
-"""
-
-# KEYS: outbox, ledger, idempotency record, dispense record
-# ARGV: fingerprint, template (JSON), today, dispense record (JSON), n, then n x (line, qty)
-_DISPENSE = """
-local prior = redis.call('HGET', KEYS[3], 'fp')
-if prior then
-  return {'duplicate', prior, redis.call('HGET', KEYS[3], 'template'), redis.call('HGET', KEYS[3], 'remaining')}
-end
-local status = redis.call('HGET', KEYS[2], 'status')
-if not status or redis.call('HEXISTS', KEYS[2], 'content') == 0 then return {'not_found'} end
-if status ~= 'active' then return {'refused', 'PRESCRIPTION_' .. string.upper(status)} end
-local today = ARGV[3]
-if today > redis.call('HGET', KEYS[2], 'valid_until') then return {'refused', 'VALIDITY_WINDOW_ENDED'} end
-local n = tonumber(ARGV[5])
-for i = 0, n - 1 do
-  local line, qty = ARGV[6 + i * 2], tonumber(ARGV[7 + i * 2])
-  local remaining = redis.call('HGET', KEYS[2], 'r:' .. line)
-  if not remaining then return {'refused', 'LINE_UNKNOWN', line} end
-  local batch = redis.call('HGET', KEYS[2], 'b:' .. line)
-  if batch ~= '' then
-    local sep = string.find(batch, '|', 1, true)
-    if today < string.sub(batch, 1, sep - 1) or today > string.sub(batch, sep + 1) then
-      return {'refused', 'OUTSIDE_BATCH_DATES', line}
-    end
-  end
-  if qty > tonumber(remaining) then return {'refused', 'QUANTITY_EXCEEDS_REMAINING', line, remaining} end
-end
-for i = 0, n - 1 do
-  redis.call('HINCRBY', KEYS[2], 'r:' .. ARGV[6 + i * 2], -tonumber(ARGV[7 + i * 2]))
-end
-local after = {}
-local fields = redis.call('HGETALL', KEYS[2])
-for i = 1, #fields, 2 do
-  if string.sub(fields[i], 1, 2) == 'r:' then after[string.sub(fields[i], 3)] = tonumber(fields[i + 1]) end
-end
-local remaining = cjson.encode(after)
-redis.call('SET', KEYS[4], ARGV[4])
-redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'template', ARGV[2], 'remaining', remaining)
-outbox_append(KEYS[1])
-return {'done', ARGV[1], ARGV[2], remaining}
-"""
-
-# KEYS: outbox, ledger, dispense record; ARGV: reversed-at, n, n x (line, qty)
-_REVERSE = """
-local record = redis.call('GET', KEYS[3])
-if not record then return {'not_found'} end
-local d = cjson.decode(record)
-if d.reversed_at then return {'already', record} end
-for i = 0, tonumber(ARGV[2]) - 1 do
-  redis.call('HINCRBY', KEYS[2], 'r:' .. ARGV[3 + i * 2], tonumber(ARGV[4 + i * 2]))
-end
-d.reversed_at = ARGV[1]
-record = cjson.encode(d)
-redis.call('SET', KEYS[3], record)
-outbox_append(KEYS[1])
-return {'done', record}
-"""
-
-
-@dataclass(frozen=True)
-class Ledger:
-    content: common_pb2.Prescription | None
-    status: str
-    valid_until: date | None
-    prescribed: dict[int, int]
-    remaining: dict[int, int]
-    batches: dict[int, str]
 
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class PharmacyStore:
+def _remaining(raw) -> dict[int, int]:
+    return {int(k): int(v) for k, v in json.loads(raw).items()}
+
+
+def receipt_json(receipt: Receipt) -> str:
+    return json.dumps(asdict(receipt), sort_keys=True)
+
+
+def receipt_of(raw) -> Receipt:
+    d = json.loads(raw)
+    return Receipt(d["dispense_id"], d["claim_id"], tuple(ReceiptLine(**line) for line in d["lines"]))
+
+
+def record_json(record: DispenseRecord) -> str:
+    return json.dumps({"dispense_id": record.dispense_id, "code": record.code, "pharmacy": record.pharmacy,
+                       "dispensed_at": record.dispensed_at.isoformat(), "claim_id": record.claim_id,
+                       "member_id": record.member_id, "lines": [asdict(line) for line in record.lines]},
+                      sort_keys=True)
+
+
+def record_of(raw, reversed_at=None) -> DispenseRecord:
+    d = json.loads(raw)
+    return DispenseRecord(d["dispense_id"], d["code"], d["pharmacy"], datetime.fromisoformat(d["dispensed_at"]),
+                          d["claim_id"], d["member_id"], tuple(SoldLine(**line) for line in d["lines"]),
+                          datetime.fromisoformat(_text(reversed_at)) if reversed_at else None)
+
+
+def _decode(reply) -> dict:
+    """Every script answers one JSON object with an `outcome`."""
+    answer = json.loads(reply)
+    if not isinstance(answer, dict) or "outcome" not in answer:
+        raise ValueError(f"a ledger script answered {reply!r}")
+    return answer
+
+
+def _dispense_outcome(answer: dict) -> DispenseOutcome:
+    match answer["outcome"]:
+        case "applied":
+            return Applied(_remaining(answer["remaining"]))
+        case "duplicate":
+            return AlreadyApplied(PriorDispense(answer["fingerprint"], receipt_of(answer["receipt"]),
+                                                _remaining(answer["remaining"])))
+        case "refused":
+            return StateChanged(answer["rule"], answer.get("line"), answer.get("remaining"))
+        case "missing":
+            return LedgerMissing()
+    raise ValueError(f"unknown dispense outcome {answer!r}")
+
+
+_REVERSE_OUTCOMES = {"reversed": Reversed, "already": AlreadyReversed, "missing": RecordMissing}
+
+
+class RedisLedgerStore:
     def __init__(self, redis, shards: int):
         self.redis = redis
         self.layout = OutboxLayout(SERVICE, shards)
-        self._open = redis.register_script(_OPEN_LEDGER)
-        self._close = redis.register_script(_CLOSE_LEDGER)
-        self._dispense = OutboxScript(redis, _DISPENSE)
-        self._reverse = OutboxScript(redis, _REVERSE)
+        self._open = redis.register_script(lua(__file__, "open_ledger"))
+        self._close = redis.register_script(lua(__file__, "close_ledger"))
+        self._dispense = OutboxScript(redis, lua(__file__, "dispense"))
+        self._reverse = OutboxScript(redis, lua(__file__, "reverse"))
 
     def _shard(self, code: str) -> int:
         return self.layout.shard_of(code)
@@ -128,27 +97,16 @@ class PharmacyStore:
         # Scoped to the prescription: the same key is the same request only for the same code.
         return self.layout.key(self._shard(code), "idem", pharmacy, code, key)
 
-    def _dispense_key(self, code: str, dispense_id: str) -> str:
+    def _sale_key(self, code: str, dispense_id: str) -> str:
         return self.layout.key(self._shard(code), "dispense", dispense_id)
 
-    async def open_ledger(self, rx: common_pb2.Prescription, valid_until: date,
-                          batches: dict[int, tuple[date, date]]) -> bool:
-        args: list = [rx.SerializeToString(deterministic=True), "active", valid_until.isoformat(), len(rx.lines)]
-        for line in rx.lines:
-            batch = batches.get(line.line_number)
-            args += [line.line_number, line.quantity, f"{batch[0].isoformat()}|{batch[1].isoformat()}" if batch else ""]
-        opened = bool(await self._open(keys=[self.ledger_key(rx.code)], args=args))
-        if not opened:
-            # A cancel or replace that overtook the issue left a placeholder: fill it in, keep its status.
-            fields = await self.redis.hgetall(self.ledger_key(rx.code))
-            if fields.get(b"pending") == b"1" and b"content" not in fields:
-                mapping = {"content": args[0], "valid_until": args[2], "lines": args[3]}
-                for i in range(4, len(args), 3):
-                    n = args[i]
-                    mapping.update({f"p:{n}": args[i + 1], f"r:{n}": args[i + 1], f"b:{n}": args[i + 2]})
-                await self.redis.hset(self.ledger_key(rx.code), mapping=mapping)
-                await self.redis.hdel(self.ledger_key(rx.code), "pending")
-        return opened
+    async def open_ledger(self, prescription: Prescription) -> bool:
+        lines = [[l.line_number, l.quantity,
+                  f"{l.batch_start.isoformat()}|{l.batch_end.isoformat()}" if l.batch_start else ""]
+                 for l in prescription.lines]
+        args = [json.dumps({"valid_until": prescription.valid_until.isoformat(), "lines": lines}),
+                prescription.document]
+        return bool(await self._open(keys=[self.ledger_key(prescription.code)], args=args))
 
     async def close_ledger(self, code: str, status: str) -> None:
         await self._close(keys=[self.ledger_key(code)], args=[status])
@@ -157,37 +115,33 @@ class PharmacyStore:
         fields = await self.redis.hgetall(self.ledger_key(code))
         if not fields or b"content" not in fields:
             return None
-        content = common_pb2.Prescription.FromString(fields[b"content"])
-        pick = lambda prefix: {int(k[len(prefix):]): v for k, v in fields.items() if k.startswith(prefix)}  # noqa: E731
-        return Ledger(content, fields[b"status"].decode(), date.fromisoformat(fields[b"valid_until"].decode()),
-                      {k: int(v) for k, v in pick(b"p:").items()}, {k: int(v) for k, v in pick(b"r:").items()},
-                      {k: v.decode() for k, v in pick(b"b:").items()})
+        remaining = {int(k[2:]): int(v) for k, v in fields.items() if k.startswith(b"r:")}
+        return Ledger(events.prescription_of(fields[b"content"]), fields[b"status"].decode(), remaining)
 
-    async def prior(self, code: str, pharmacy: str, key: str) -> tuple[str, str, str] | None:
-        fp, template, remaining = await self.redis.hmget(self._idem_key(code, pharmacy, key),
-                                                         ["fp", "template", "remaining"])
-        return None if fp is None else (_text(fp), _text(template), _text(remaining))
+    async def prior(self, code: str, pharmacy: str, key: str) -> PriorDispense | None:
+        fp, receipt, remaining = await self.redis.hmget(self._idem_key(code, pharmacy, key),
+                                                        ["fp", "receipt", "remaining"])
+        return None if fp is None else PriorDispense(_text(fp), receipt_of(receipt), _remaining(remaining))
 
-    async def dispense(self, *, code: str, pharmacy: str, key: str, fingerprint: str, template: str, today: date,
-                       dispense_id: str, record: str, lines: list[tuple[int, int]],
-                       records: list[KafkaRecord]) -> list[str]:
-        shard = self._shard(code)
-        keys = [self.layout.stream(shard), self.ledger_key(code), self._idem_key(code, pharmacy, key),
-                self._dispense_key(code, dispense_id)]
-        args: list = [fingerprint, template, today.isoformat(), record, len(lines)]
-        for line, qty in lines:
-            args += [line, qty]
-        return [_text(p) for p in await self._dispense(keys, args, records)]
+    async def dispense(self, plan: DispensePlan) -> DispenseOutcome:
+        command = plan.command
+        keys = [self.layout.stream(self._shard(command.code)), self.ledger_key(command.code),
+                self._idem_key(command.code, command.pharmacy, command.idempotency_key),
+                self._sale_key(command.code, plan.receipt.dispense_id)]
+        args = json.dumps({"fingerprint": command.fingerprint(), "receipt": receipt_json(plan.receipt),
+                           "record": record_json(plan.record), "today": plan.today.isoformat(),
+                           "lines": [list(q) for q in plan.quantities]})
+        reply = await self._dispense(keys, [args], [events.encode(e) for e in plan.events])
+        return _dispense_outcome(_decode(reply))
 
-    async def dispense_record(self, code: str, dispense_id: str) -> dict | None:
-        raw = await self.redis.get(self._dispense_key(code, dispense_id))
-        return json.loads(raw) if raw else None
+    async def dispense_record(self, code: str, dispense_id: str) -> DispenseRecord | None:
+        doc, reversed_at = await self.redis.hmget(self._sale_key(code, dispense_id), ["doc", "reversed_at"])
+        return record_of(doc, reversed_at) if doc else None
 
-    async def reverse(self, *, code: str, dispense_id: str, reversed_at: str, lines: list[tuple[int, int]],
-                      records: list[KafkaRecord]) -> list[str]:
-        shard = self._shard(code)
-        args: list = [reversed_at, len(lines)]
-        for line, qty in lines:
-            args += [line, qty]
-        keys = [self.layout.stream(shard), self.ledger_key(code), self._dispense_key(code, dispense_id)]
-        return [_text(p) for p in await self._reverse(keys, args, records)]
+    async def reverse(self, plan: ReversalPlan) -> ReverseOutcome:
+        code = plan.record.code
+        keys = [self.layout.stream(self._shard(code)), self.ledger_key(code),
+                self._sale_key(code, plan.record.dispense_id)]
+        args = json.dumps({"reversed_at": plan.reversed_at.isoformat(), "lines": [list(q) for q in plan.quantities]})
+        reply = await self._reverse(keys, [args], [events.encode(e) for e in plan.events])
+        return _REVERSE_OUTCOMES[_decode(reply)["outcome"]]()

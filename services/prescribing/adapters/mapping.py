@@ -7,10 +7,10 @@ from eprescription.common.v1 import common_pb2
 from eprescription.prescribing.v1 import prescribing_pb2
 
 from services.common import dates
-from services.common.formulary import Drug
+from services.kernel.drugs import Drug
 from services.prescribing.domain.model import (Batch, Diagnosis, Draft, Finding, Guardian, Line, Patient, PatientId,
                                                PrescriberRef, RxType, Sex, Status)
-from services.prescribing.domain.rules import normalize_icd
+from services.kernel.icd10 import normalize as normalize_icd
 
 _TYPES = {
     common_pb2.PRESCRIPTION_TYPE_ORDINARY: RxType.ORDINARY,

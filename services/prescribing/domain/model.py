@@ -6,8 +6,10 @@ from datetime import date
 from decimal import Decimal
 from enum import IntEnum, StrEnum
 
-from services.common.dated import in_force
-from services.common.formulary import Drug
+from services.kernel.dated import in_force
+from services.kernel.icd10 import IcdRange
+from services.kernel.status import Status
+from services.kernel.drugs import Drug
 
 
 class RxType(StrEnum):
@@ -28,15 +30,6 @@ class Severity(IntEnum):
     MODERATE = 2
     MAJOR = 3
     CONTRAINDICATED = 4  # blocks issue unless the prescriber gives an override reason
-
-
-class Status(StrEnum):
-    ACTIVE = "active"
-    PARTIALLY_DISPENSED = "partially_dispensed"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    REPLACED = "replaced"
-    EXPIRED = "expired"
 
 
 _ID_PREFIX = {"citizen_id": "cccd", "health_id": "hid", "passport": "pp"}
@@ -144,18 +137,6 @@ class Interaction:
     ingredients: frozenset[str]
     severity: Severity
     rationale: str
-
-
-@dataclass(frozen=True)
-class IcdRange:
-    first: str
-    last: str
-    group: str
-
-    def contains(self, code: str) -> bool:
-        plain = code.replace(".", "")
-        first, last = self.first.replace(".", ""), self.last.replace(".", "")
-        return first <= plain[:len(first)] and plain[:len(last)] <= last
 
 
 @dataclass(frozen=True)

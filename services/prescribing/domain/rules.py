@@ -8,7 +8,8 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Callable
 
-from services.common.formulary import ControlledClass, Drug
+from services.kernel import icd10
+from services.kernel.drugs import ControlledClass, Drug
 from services.prescribing.domain.model import (Batch, Draft, Line, Patient, ReferenceData, RxType, Violation)
 
 CCCD = re.compile(r"^\d{12}$")
@@ -19,8 +20,6 @@ CHILD_MONTHS = 72
 MAX_LINES = 50
 # Units whose quantity is a count of doses, so quantity = dose x times a day x days.
 COUNTABLE_UNITS = frozenset({"tablet", "capsule", "sachet", "ampoule", "vial", "ml", "suppository"})
-CANCER = ("C00", "C97")
-AIDS = ("B20", "B24")
 
 IcdCheck = Callable[[str], bool]
 
@@ -28,11 +27,6 @@ IcdCheck = Callable[[str], bool]
 def months_between(born: date, on: date) -> int:
     months = (on.year - born.year) * 12 + (on.month - born.month)
     return months - (1 if on.day < born.day else 0)
-
-
-def normalize_icd(code: str) -> str:
-    plain = code.strip().upper().replace(".", "")
-    return plain if len(plain) <= 3 else f"{plain[:3]}.{plain[3:]}"
 
 
 def parse_dose(text: str) -> Decimal | None:
@@ -48,11 +42,6 @@ def required_quantity(line: Line) -> int | None:
     if dose is None:
         return None
     return math.ceil(dose * line.per_day * line.days)
-
-
-def in_groups(icd: str, first: str, last: str) -> bool:
-    head = icd.replace(".", "")[:3]
-    return first <= head <= last
 
 
 class _Collector:
@@ -106,7 +95,7 @@ def check_diagnoses(draft: Draft, icd_valid: IcdCheck, out: _Collector) -> None:
     if not draft.diagnoses:
         out.add("draft.diagnoses", "DIAGNOSIS_REQUIRED", "at least one ICD-10 diagnosis is required")
     for i, d in enumerate(draft.diagnoses):
-        if not icd_valid(normalize_icd(d.icd10)):
+        if not icd_valid(icd10.normalize(d.icd10)):
             out.add(f"draft.diagnoses[{i}].icd10", "ICD10_UNKNOWN", f"{d.icd10!r} is not a WHO ICD-10 code")
         if not d.text.strip():
             out.add(f"draft.diagnoses[{i}].text", "DIAGNOSIS_TEXT_REQUIRED", "each diagnosis needs its text")
@@ -188,7 +177,7 @@ def check_type(draft: Draft, lines: list[tuple[int, Line, Drug]], out: _Collecto
 
 
 def is_chronic(draft: Draft, ref: ReferenceData) -> bool:
-    return any(r.contains(normalize_icd(d.icd10)) for d in draft.diagnoses for r in ref.chronic)
+    return any(r.contains(icd10.normalize(d.icd10)) for d in draft.diagnoses for r in ref.chronic)
 
 
 def max_days_for(draft: Draft, lines: list[tuple[int, Line, Drug]], ref: ReferenceData, today: date) -> tuple[int, str]:
@@ -220,8 +209,7 @@ def check_batches(draft: Draft, lines: list[tuple[int, Line, Drug]], ref: Refere
             out.add("draft.batches", "BATCHES_NOT_APPLICABLE",
                     "batches are for narcotic prescriptions for cancer or AIDS pain")
         return {}
-    if not any(in_groups(normalize_icd(d.icd10), *CANCER) or in_groups(normalize_icd(d.icd10), *AIDS)
-               for d in draft.diagnoses):
+    if not icd10.any_in((d.icd10 for d in draft.diagnoses), (icd10.CANCER, icd10.AIDS)):
         out.add("draft.diagnoses", "CANCER_OR_AIDS_DIAGNOSIS_REQUIRED",
                 "cancer or AIDS pain needs a diagnosis in C00-C97 or B20-B24")
     if not 1 <= len(draft.batches) <= limits["narcotic_cancer_batches"]:

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
-from services.common.formulary import Drug
+from services.kernel.drugs import Drug
 from services.prescribing.domain.model import ActiveMedication, Finding, Line, ReferenceData, Severity, Status
 from services.prescribing.domain.rules import daily_mg
 

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common import privacy
 from services.common.formulary import load_formulary
-from services.pharmacy.domain import rules
+from services.kernel import icd10
+from services.kernel.status import derive
+from services.pharmacy.domain.dispensing import substitution_problem
 
 DRUGS = load_formulary(Path(__file__).resolve().parents[3] / "reference" / "v1" / "formulary.csv")
 
@@ -18,13 +19,13 @@ DRUGS = load_formulary(Path(__file__).resolve().parents[3] / "reference" / "v1" 
     ("J01CR02-1GT", "J01CA04-500C", False),    # other ingredients
 ])
 def test_a_substitute_keeps_ingredients_strength_and_route(prescribed, given, ok):
-    assert (rules.substitution_problem(DRUGS[prescribed], DRUGS[given]) == "") is ok
+    assert (substitution_problem(DRUGS[prescribed], DRUGS[given]) == "") is ok
 
 
 @pytest.mark.parametrize("codes, hidden", [(["B20"], True), (["J06.9", "B24"], True), (["Z21"], True),
                                            (["B25.0"], False), (["A15.0"], False), ([], False)])
 def test_hiv_diagnoses_hide_the_patient(codes, hidden):
-    assert privacy.hides_identity(codes) is hidden
+    assert icd10.hides_identity(codes) is hidden
 
 
 @pytest.mark.parametrize("recorded, remaining, today, expected", [
@@ -35,5 +36,7 @@ def test_hiv_diagnoses_hide_the_patient(codes, hidden):
     ("cancelled", {1: 20, 2: 10}, date(2026, 12, 1), "cancelled"),
     ("replaced", {1: 0, 2: 0}, date(2026, 12, 1), "replaced"),
 ])
-def test_status_on_a_day(recorded, remaining, today, expected):
-    assert rules.status(recorded, {1: 20, 2: 10}, remaining, date(2026, 12, 4), today) == expected
+def test_status_on_a_day_from_what_remains(recorded, remaining, today, expected):
+    prescribed = {1: 20, 2: 10}
+    dispensed = {n: q - remaining[n] for n, q in prescribed.items()}
+    assert derive(recorded, prescribed, dispensed, date(2026, 12, 4), today) == expected

@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from services.prescribing.domain.model import Status
-from services.prescribing.domain.status import derive, remaining_days
+from services.kernel.status import Status, derive
+from services.prescribing.domain.status import remaining_days
 
 UNTIL = date(2026, 12, 4)
 

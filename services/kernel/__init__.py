@@ -1,0 +1,1 @@
+"""Pure value types shared by several domains: no I/O, no third-party imports."""

@@ -1,0 +1,60 @@
+"""What the pharmacy tells the other services, and what it hears from prescribing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from services.pharmacy.domain.model import DispenseRecord, Prescription, Quote, SoldLine
+
+
+@dataclass(frozen=True)
+class MedicationDispensed:
+    dispense_id: str
+    prescription: Prescription
+    pharmacy: str
+    claim_id: str                      # empty for a self-pay sale
+    lines: tuple[SoldLine, ...]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ClaimSubmitted:
+    claim_id: str
+    dispense_id: str
+    quote: Quote
+    prescription: Prescription
+    pharmacy: str
+    dispensed_on: date
+    lines: tuple[SoldLine, ...]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class DispenseReversed:
+    record: DispenseRecord
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ClaimReversalRequested:
+    claim_id: str
+    dispense_id: str
+    member_id: str
+    reason: str
+    occurred_at: datetime
+
+
+Event = MedicationDispensed | ClaimSubmitted | DispenseReversed | ClaimReversalRequested
+
+
+@dataclass(frozen=True)
+class PrescriptionIssued:
+    prescription: Prescription
+
+
+@dataclass(frozen=True)
+class PrescriptionClosed:
+    """Cancelled or replaced: final, whatever order the events arrive in."""
+    code: str
+    status: str

@@ -1,0 +1,49 @@
+"""What the pharmacy's handlers need from the world, as small contracts. The Redis adapter
+and the in-memory one in tests/support pass the same contract tests."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Protocol
+
+from services.pharmacy.domain.dispensing import DispenseOutcome, DispensePlan, ReversalPlan, ReverseOutcome
+from services.pharmacy.domain.model import DispenseRecord, Ledger, PriorDispense, Prescription, Quote, QuoteLine
+
+
+class LedgerStore(Protocol):
+    """The dispensing ledger of every prescription, the sales, and the events to publish.
+
+    `dispense` applies a plan atomically or not at all: it re-checks the idempotency key
+    (AlreadyApplied), that the ledger exists (LedgerMissing) and every state rule of the plan
+    (StateChanged naming the rule, and for a quantity the line and what remains); if all
+    hold it takes the quantities, keeps the receipt under the key, keeps the sale's record
+    and appends the plan's events to the outbox, and answers Applied with every line's
+    remaining quantity. `reverse` gives the quantities back once (AlreadyReversed after)."""
+
+    async def open_ledger(self, prescription: Prescription) -> bool:
+        """True when this call created it; an existing ledger is never reset, and a ledger
+        closed before it was opened keeps its final status."""
+
+    async def close_ledger(self, code: str, status: str) -> None: ...
+
+    async def ledger(self, code: str) -> Ledger | None: ...
+
+    async def prior(self, code: str, pharmacy: str, key: str) -> PriorDispense | None: ...
+
+    async def dispense(self, plan: DispensePlan) -> DispenseOutcome: ...
+
+    async def dispense_record(self, code: str, dispense_id: str) -> DispenseRecord | None: ...
+
+    async def reverse(self, plan: ReversalPlan) -> ReverseOutcome: ...
+
+
+class Insurance(Protocol):
+    """Quotes what the fund and the patient pay. Raises InsuranceUnavailable when it cannot
+    answer in time, Refused when the card is not eligible, InvalidRequest for a malformed card."""
+
+    async def quote(self, card: str, day: date, facility: str, lines: list[QuoteLine]) -> Quote: ...
+
+
+class SignatureCheck(Protocol):
+    """Whether a signed prescription document verifies against a registered prescriber's key."""
+
+    def verify(self, document: bytes) -> bool: ...
