@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable, Protocol
 import faust
 import redis.exceptions
 import structlog
+from aiokafka.partitioner import murmur2
 
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode
@@ -58,6 +59,27 @@ def source_topic(app: faust.App, name: str) -> faust.TopicT:
     """A topic the project created (services/common/topics.py), read as raw bytes."""
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
                      value_serializer="raw", allow_empty=True)
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (murmur2, as in every client)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class KeyPartitionedTable(faust.Table):
+    """A table whose changelog record for a key goes to the partition Kafka's default
+    partitioner gives that key, not to the partition of whatever event is current. Keyed
+    like its source topic (same raw key bytes, same partition count), each key's state lives
+    beside the key's events however the agent batches or interleaves them."""
+
+    def partition_for_key(self, key) -> int:
+        return kafka_partition(key, self.partitions)
+
+
+def keyed_table(app: faust.App, name: str, partitions: int, **options: Any) -> KeyPartitionedTable:
+    """A KeyPartitionedTable of raw-bytes keys (the source topic's keys as they are)."""
+    return app.tables.add(KeyPartitionedTable(app, name=name, partitions=partitions, key_type=bytes,
+                                              beacon=app.tables.beacon, **options))
 
 
 class Deduplicator(Protocol):

@@ -11,14 +11,14 @@ from pathlib import Path
 import redis.asyncio
 
 from services.insurance.adapters import members_csv
-from services.insurance.adapters.redis_store import InsuranceStore
+from services.insurance.adapters.redis_store import RedisInsuranceStore
 from services.insurance.config import Settings
 
 
 async def run(path: Path, settings: Settings) -> tuple[int, int, int, list[members_csv.Rejected]]:
     accepted, rejected = members_csv.read(path)
     client = redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
-    store = InsuranceStore(client)
+    store = RedisInsuranceStore(client)
     changed = unchanged = 0
     try:
         for row, member in accepted:

@@ -1,7 +1,7 @@
 """The insurance stream worker:
 
 - adjudicates every claim on rx.claims.v1 (keyed by member) and publishes ClaimAdjudicated,
-  keeping each member's yearly co-payment accumulator in a Faust table (changelog in Kafka);
+  keeping each member's state in a Faust table (changelog in Kafka);
 - reads rx.prescriptions.v1 to know the prescriptions claims refer to, and raises
   doctor-shopping SafetyAlerts on rx.alerts.v1.
 
@@ -9,101 +9,100 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
+from typing import Awaitable, Callable
 
-import faust.streams as faust_streams
+import faust
 
-from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
+from services.common.streams import (DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, keyed_table,
+                                     source_topic)
 from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS
+from services.insurance.adapters.events import decode_claim_event, decode_prescription_event, encode
 from services.insurance.bootstrap import bootstrap
 from services.insurance.config import Settings
-from services.insurance.domain.adjudication import empty_state
+from services.insurance.domain.events import ClaimSubmitted, Outgoing
+from services.insurance.domain.state import REVERSAL, SUBMITTED, MemberState
+from services.insurance.handlers import Insurance
 
 BATCH_SIZE = 200
 BATCH_WITHIN_SECONDS = 0.01
-settings = Settings.from_env()
-app = create_app("insurance", settings.common)
-claims = source_topic(app, CLAIMS)
-prescriptions = source_topic(app, PRESCRIPTIONS)
-outputs = {CLAIMS_ADJUDICATED: source_topic(app, CLAIMS_ADJUDICATED), ALERTS: source_topic(app, ALERTS)}
-# Keyed like rx.claims.v1 (member id), so each member's state lives with its claims' partition.
-accumulators = app.Table("member-accumulators", default=None, partitions=settings.common.topic_partitions)
+ADJUDICATOR, PRESCRIPTION_WATCHER = "insurance-adjudicator", "insurance-prescriptions"
+TABLE = "member-accumulators"
+
+Publish = Callable[[list[Outgoing]], Awaitable[None]]
 
 
-def make_handlers():
-    return bootstrap(settings)[0]
+def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None,
+          publish: Publish | None = None) -> faust.App:
+    """The worker's app. `handlers` and `publish` replace the real ones in tests."""
+    app = create_app("insurance", settings.common)
+    claims = source_topic(app, CLAIMS)
+    outputs = {CLAIMS_ADJUDICATED: source_topic(app, CLAIMS_ADJUDICATED), ALERTS: source_topic(app, ALERTS)}
+    # Keyed like rx.claims.v1: a member's changelog records land in the partition of the
+    # member's claims, whichever event of a batch is being handled.
+    members = keyed_table(app, TABLE, settings.common.topic_partitions, default=None)
+    make_handlers = handlers or (lambda: bootstrap(settings)[0])
 
-
-async def publish(records) -> None:
-    """Hands the records to Faust's producer, which flushes before it commits the source
-    offsets: a crash before that re-delivers the source event, and `adjudicate` re-sends."""
-    for record in records:
-        await outputs[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
-
-
-@app.agent(claims)
-async def adjudicate(stream):
-    handlers = make_handlers()
-    # The table is the memory of what was handled: a redelivered claim is recognised there.
-    processor = EnvelopeProcessor("insurance-adjudicator", MemoryDeduplicator(), DeadLetters(app, "insurance-adjudicator"))
-
-    async def handle(envelope) -> None:
-        if envelope.WhichOneof("payload") not in ("claim_submitted", "claim_reversal_requested"):
-            raise ValueError(f"{envelope.event_type} does not belong on the claims topic")
-        member = envelope.key
-        if not member:
-            raise ValueError("a claim event needs the member id as its key")
-        state = accumulators.get(member) or empty_state()
-        claim_id = _payload(envelope).claim_id
-        marker = "event" if envelope.WhichOneof("payload") == "claim_submitted" else "reversal_event"
-        before = state["claims"].get(claim_id)
-        if before is not None and before.get(marker) == envelope.event_id:
-            # Redelivered after its outcome was recorded: send that outcome again, in case the
-            # crash lost it; the same event id lets every consumer drop the copy.
-            await publish(await handlers.republish(envelope))
-            return
-        records, new_state = await handlers.on_claim_event(envelope, state)
-        await publish(records)
-        after = new_state["claims"].get(claim_id)
-        if after is not None and (before is None or marker == "reversal_event"):
-            after[marker] = envelope.event_id
-        accumulators[member] = new_state
-
-    async def in_order(events) -> None:
+    async def to_kafka(events: list[Outgoing]) -> None:
+        """Hands the records to Faust's producer, which flushes before it commits the source
+        offsets: a crash before that re-delivers the source event, and it is sent again."""
         for event in events:
-            # A table write goes to the changelog partition of the current event, which Faust
-            # reads from this context variable; take_events leaves it on the batch's last event.
-            token = faust_streams._current_event.set(weakref.ref(event))
-            try:
-                await processor.process(event, handle)
-            finally:
-                faust_streams._current_event.reset(token)
+            record = encode(event)
+            await outputs[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
 
-    # Claims of different members are independent: a batch is handled member by member in
-    # parallel, each member's claims in their order. Events are acked after their batch.
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
-        by_member: dict = {}
-        for event in events:
-            by_member.setdefault(event.key, []).append(event)
-        await asyncio.gather(*(in_order(member_events) for member_events in by_member.values()))
+    send = publish or to_kafka
 
+    @app.agent(claims, name=ADJUDICATOR)
+    async def adjudicate(stream):
+        h = make_handlers()
+        processor = EnvelopeProcessor(ADJUDICATOR, MemoryDeduplicator(), DeadLetters(app, ADJUDICATOR))
 
-@app.agent(prescriptions)
-async def watch_prescriptions(stream):
-    handlers = make_handlers()
-    processor = EnvelopeProcessor("insurance-prescriptions", MemoryDeduplicator(),
-                                  DeadLetters(app, "insurance-prescriptions"))
+        async def handle(member: bytes | None, envelope) -> None:
+            event = decode_claim_event(envelope)
+            if not member:
+                raise ValueError("a claim event needs the member id as its key")
+            kind = SUBMITTED if isinstance(event, ClaimSubmitted) else REVERSAL
+            claim_id = event.claim.claim_id if kind == SUBMITTED else event.claim_id
+            state = MemberState.from_json(members.get(member))
+            if state.handled(claim_id, kind, envelope.event_id):
+                # Redelivered after its outcome was recorded: send that outcome again, in case the
+                # crash lost it; the same event id lets every consumer drop the copy.
+                await send(await h.republish(envelope.event_id, claim_id))
+                return
+            if kind == SUBMITTED:
+                outgoing, state = await h.on_claim_submitted(event, state)
+            else:
+                outgoing, state = await h.on_claim_reversal(event, state)
+            await send(outgoing)
+            members[member] = state.marked(claim_id, kind, envelope.event_id).to_json()
 
-    async def handle(envelope) -> None:
-        await publish(await handlers.on_prescription_event(envelope))
+        async def in_order(events) -> None:
+            for event in events:
+                await processor.process(event, lambda envelope, key=event.key: handle(key, envelope))
 
-    async for event in stream.events():
-        await processor.process(event, handle)
+        # Claims of different members are independent: a batch is handled member by member in
+        # parallel, each member's claims in their order. Events are acked after their batch.
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+            by_member: dict = {}
+            for event in events:
+                by_member.setdefault(event.key, []).append(event)
+            await asyncio.gather(*(in_order(member_events) for member_events in by_member.values()))
 
+    @app.agent(source_topic(app, PRESCRIPTIONS), name=PRESCRIPTION_WATCHER)
+    async def watch_prescriptions(stream):
+        h = make_handlers()
+        processor = EnvelopeProcessor(PRESCRIPTION_WATCHER, MemoryDeduplicator(),
+                                      DeadLetters(app, PRESCRIPTION_WATCHER))
 
-def _payload(envelope):
-    return getattr(envelope, envelope.WhichOneof("payload"))
+        async def handle(envelope) -> None:
+            issued = decode_prescription_event(envelope)
+            if issued is not None:
+                await send(await h.on_prescription_issued(issued))
+
+        async for event in stream.events():
+            await processor.process(event, handle)
+
+    return app
 
 
 if __name__ == "__main__":
-    app.main()
+    build(Settings.from_env()).main()

@@ -30,7 +30,7 @@ def ledger_projection(handlers: Pharmacy):
 def build(settings: Settings) -> faust.App:
     app = create_app("pharmacy", settings.common)
 
-    @app.agent(source_topic(app, PRESCRIPTIONS))
+    @app.agent(source_topic(app, PRESCRIPTIONS), name="pharmacy-build-ledger")
     async def build_ledger(stream):
         handlers, _ = bootstrap(settings)
         processor = EnvelopeProcessor(CONSUMER, MemoryDeduplicator(), DeadLetters(app, CONSUMER))

@@ -9,7 +9,7 @@ from eprescription.insurance.v1 import insurance_pb2_grpc
 
 from services.common.auth import load_tokens, write_credentials
 from services.insurance.adapters.grpc_api import InsuranceServicer, binding
-from services.insurance.adapters.redis_store import InsuranceStore
+from services.insurance.adapters.redis_store import RedisInsuranceStore
 from services.insurance.bootstrap import bootstrap
 from services.insurance.config import Settings
 from services.insurance.domain.model import CardPeriod, Member
@@ -28,7 +28,7 @@ def new_member(digit=4, *, valid=(date(2026, 1, 1), date(2026, 12, 31)), five_ye
 @pytest.fixture
 async def store():
     client = redis.asyncio.Redis.from_url(Settings.from_env().common.redis_url, protocol=3)
-    yield InsuranceStore(client)
+    yield RedisInsuranceStore(client)
     await client.aclose()
 
 

@@ -91,7 +91,7 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
     rejected = after[duplicate.claim_id][-1][1]
     assert (rejected.outcome, rejected.reason_code) == (events_pb2.CLAIM_OUTCOME_REJECTED, "DUPLICATE_CLAIM")
     year = await store.year(member.member_id, 2026)
-    assert year["copay"] == 6 * 3_000_000 and year["exempt_from"] == "2026-11-20"
+    assert year.copay == 6 * 3_000_000 and year.exempt_from == date(2026, 11, 20)
 
     reversal = events_pb2.ClaimReversalRequested(claim_id=second[-1].claim_id, dispense_id=second[-1].dispense_id,
                                                  member_id=member.member_id, reason="sale reversed")
@@ -100,7 +100,7 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
                            for _, m in adjudications(settings, [second[-1].claim_id], 1)[second[-1].claim_id]),
                timeout=60, message="reversal")
     year = await store.year(member.member_id, 2026)
-    assert year["copay"] == 5 * 3_000_000 and year["exempt_from"] is None  # back under the threshold
+    assert year.copay == 5 * 3_000_000 and year.exempt_from is None  # back under the threshold
 
 
 def test_poison_messages_go_to_the_dead_letter_topic(settings, insurance_worker):
@@ -173,3 +173,23 @@ async def test_the_agency_follows_its_own_group_and_exports_a_month(settings, st
     assert len(row["NGAY_YL"]) == 12
 
 
+
+
+def test_every_member_state_write_lands_in_the_changelog_partition_of_the_member_s_claims(settings,
+                                                                                          insurance_worker):
+    # Forty members' claims arrive interleaved and are handled in batches, members in parallel:
+    # each member's table record must still go to the partition its claims are on, or a worker
+    # taking that partition over after a rebalance would recover someone else's state.
+    members = [new_member(4) for _ in range(40)]
+    claims = [claim(m, code_for()) for m in members for _ in range(2)]
+    for c in claims:
+        publish(settings.kafka_bootstrap, CLAIMS, c, c.member_id)
+    adjudications(settings, [c.claim_id for c in claims], len(claims))
+    wanted = {m.member_id.encode() for m in members}
+    claim_partitions = {r.key: r.partition for r in read_topic(settings.kafka_bootstrap, CLAIMS) if r.key in wanted}
+    changelog = [r for r in read_topic(settings.kafka_bootstrap, "eprx-insurance-member-accumulators-changelog")
+                 if r.key in wanted]
+    assert {r.key for r in changelog} == wanted and len(set(claim_partitions.values())) > 1
+    misplaced = [(r.key, r.partition, claim_partitions[r.key]) for r in changelog
+                 if r.partition != claim_partitions[r.key]]
+    assert not misplaced, misplaced

@@ -191,11 +191,11 @@ async def test_when_insurance_does_not_answer_a_bhyt_sale_fails_and_nothing_is_r
 
 async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pipeline):
     from tests.integration.insurance_fixtures import new_member
-    from services.insurance.adapters.redis_store import InsuranceStore
+    from services.insurance.adapters.redis_store import RedisInsuranceStore
     import redis.asyncio
     member = new_member(4)
     client = redis.asyncio.Redis.from_url(settings.redis_url, protocol=3)
-    await InsuranceStore(client).upsert_member(member)
+    await RedisInsuranceStore(client).upsert_member(member)
     await client.aclose()
     rx = published_prescription(settings, [("B01AF01-20T", 30)])
     insurance_port, port = free_port(), free_port()

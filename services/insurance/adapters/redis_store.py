@@ -4,15 +4,14 @@ and the controlled-prescription windows for doctor-shopping alerts."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import date, datetime, timezone
 
-from eprescription.events.v1 import events_pb2
-
-from services.insurance.domain.adjudication import PrescribedLine, QuotedLine
+from services.insurance.domain.adjudication import Adjudication, LineDecision, PrescribedLine, QuotedLine
 from services.insurance.domain.alerts import WINDOW, ControlledPrescription
 from services.insurance.domain.identifiers import Identifier
 from services.insurance.domain.model import CardPeriod, Member
+from services.insurance.domain.state import YearState
 
 P = "insurance"
 QUOTE_TTL_SECONDS = 30 * 24 * 3600
@@ -62,7 +61,33 @@ def _member_from_json(raw: bytes) -> Member:
                   cards, optional(d["copay_exempt_from"]), optional(d["five_years_from"]))
 
 
-class InsuranceStore:
+def _adjudication_json(a: Adjudication) -> str:
+    doc = {f.name: getattr(a, f.name) for f in fields(a)}
+    doc["adjudicated_at"] = a.adjudicated_at.isoformat()
+    doc["dispensed_on"] = a.dispensed_on.isoformat() if a.dispensed_on else None
+    doc["lines"] = [asdict(line) for line in a.lines]
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False)
+
+
+def _adjudication_from_json(raw: bytes) -> Adjudication:
+    d = json.loads(raw)
+    d["adjudicated_at"] = datetime.fromisoformat(d["adjudicated_at"])
+    d["dispensed_on"] = date.fromisoformat(d["dispensed_on"]) if d["dispensed_on"] else None
+    d["lines"] = tuple(LineDecision(**line) for line in d["lines"])
+    return Adjudication(**d)
+
+
+def _year_json(y: YearState) -> str:
+    return json.dumps({"copay": y.copay, "exempt_from": y.exempt_from.isoformat() if y.exempt_from else None,
+                       "exempt_claim": y.exempt_claim}, sort_keys=True)
+
+
+def _year_from_json(raw: bytes) -> YearState:
+    d = json.loads(raw)
+    return YearState(d["copay"], date.fromisoformat(d["exempt_from"]) if d["exempt_from"] else None, d["exempt_claim"])
+
+
+class RedisInsuranceStore:
     def __init__(self, redis):
         self.redis = redis
         self._upsert = redis.register_script(_UPSERT_MEMBER)
@@ -105,23 +130,21 @@ class InsuranceStore:
 
     # Claims (read model) and the accumulator mirror
 
-    async def save_adjudication(self, adjudicated: events_pb2.ClaimAdjudicated,
-                                year_state: tuple[int, dict] | None = None) -> None:
+    async def save_adjudication(self, adjudication: Adjudication, year: tuple[int, YearState] | None = None) -> None:
         """The claim's outcome and, in the same round trip, the member's accumulator for its year."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(f"{P}:claim:{adjudicated.claim_id}", adjudicated.SerializeToString())
-            if year_state is not None:
-                pipe.hset(f"{P}:accumulator:{{{adjudicated.member_id}}}", str(year_state[0]),
-                          json.dumps(year_state[1], sort_keys=True))
+            pipe.set(f"{P}:claim:{adjudication.claim_id}", _adjudication_json(adjudication))
+            if year is not None:
+                pipe.hset(f"{P}:accumulator:{{{adjudication.member_id}}}", str(year[0]), _year_json(year[1]))
             await pipe.execute()
 
-    async def adjudication(self, claim_id: str) -> events_pb2.ClaimAdjudicated | None:
+    async def adjudication(self, claim_id: str) -> Adjudication | None:
         raw = await self.redis.get(f"{P}:claim:{claim_id}")
-        return events_pb2.ClaimAdjudicated.FromString(raw) if raw else None
+        return _adjudication_from_json(raw) if raw else None
 
-    async def year(self, member_id: str, year: int) -> dict | None:
+    async def year(self, member_id: str, year: int) -> YearState | None:
         raw = await self.redis.hget(f"{P}:accumulator:{{{member_id}}}", str(year))
-        return json.loads(raw) if raw else None
+        return _year_from_json(raw) if raw else None
 
     # Prescriptions seen on rx.prescriptions.v1
 

@@ -2,16 +2,16 @@
 
 A claim is judged by the rules of its dispense date: eligibility, the card, each drug's
 coverage and ratio, duplicates, the prescription, the quote, and the amounts. The member's
-state is a plain JSON-able dict (the Faust table stores it); functions return a new one."""
+state (domain/state.py) is immutable; functions return a new one."""
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 
 from services.kernel.drugs import Drug
 from services.insurance.domain.coverage import LineInput, LineTotals, split, yearly_threshold
 from services.insurance.domain.model import Member, Rules
+from services.insurance.domain.state import ClaimMark, MemberState
 
 APPROVED, REDUCED, REJECTED = "approved", "reduced", "rejected"
 CLAIM_APPROVED, CLAIM_PARTIAL, CLAIM_REJECTED, CLAIM_REVERSED = "approved", "partial", "rejected", "reversed"
@@ -35,6 +35,7 @@ class Claim:
     prescription_code: str
     dispensed_on: date
     lines: tuple[ClaimLine, ...]
+    pharmacy_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,19 +77,6 @@ class Decision(LineTotals):
     lines: tuple[LineDecision, ...]
     benefit_percent: int = 0
     copay_exempt: bool = False
-
-
-def empty_state() -> dict:
-    return {"years": {}, "claims": {}, "dispenses": {}}
-
-
-def year_state(state: dict, year: int) -> dict:
-    return state["years"].get(str(year), {"copay": 0, "exempt_from": None, "exempt_claim": None})
-
-
-def exempt_on(state: dict, day: date) -> bool:
-    exempt_from = year_state(state, day.year)["exempt_from"]
-    return exempt_from is not None and date.fromisoformat(exempt_from) <= day
 
 
 def _rejected_all(claim: Claim, reason: str) -> Decision:
@@ -134,20 +122,18 @@ def _line_problem(line: ClaimLine, drugs: dict[str, Drug], prescribed: dict[int,
     return ""
 
 
-def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: dict, *,
+def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: MemberState, *,
                prescribed: dict[int, PrescribedLine] | None,
-               quoted: dict[int, QuotedLine] | None) -> tuple[Decision | None, dict]:
+               quoted: dict[int, QuotedLine] | None) -> tuple[Decision | None, MemberState]:
     """None when this very claim (its id) was adjudicated before: a resubmission changes nothing."""
-    state = copy.deepcopy(state)
-    if claim.claim_id in state["claims"]:
+    if claim.claim_id in state.claims:
         return None, state
-    if claim.dispense_id in state["dispenses"]:
+    if claim.dispense_id in state.dispenses:
         return _rejected_all(claim, "DUPLICATE_CLAIM"), state  # another claim for a dispense already claimed
     problem = _card_problem(claim, member)
     if problem:
         decision = _rejected_all(claim, problem)
-        _record(state, claim, decision)
-        return decision, state
+        return decision, _record(state, claim, decision)
 
     seen: set[int] = set()
     verdicts: dict[int, str] = {}
@@ -159,7 +145,7 @@ def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: dict, *
     if eligible:
         computed = split([(LineInput(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd), rules.drugs[l.drug_code])
                           for _, l in eligible], member, rules, claim.dispensed_on,
-                         yearly_exempt=exempt_on(state, claim.dispensed_on))
+                         yearly_exempt=state.exempt_on(claim.dispensed_on))
         amounts = {i: a for (i, _), a in zip(eligible, computed.lines)}
         benefit, exempt = computed.benefit_percent, computed.exempt
     else:
@@ -186,42 +172,71 @@ def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: dict, *
     overall = CLAIM_APPROVED if outcomes == {APPROVED} else CLAIM_REJECTED if outcomes == {REJECTED} else CLAIM_PARTIAL
     decision = Decision(claim.claim_id, overall, "" if overall != CLAIM_REJECTED else decided[0].reason,
                         tuple(decided), benefit, exempt)
-    _record(state, claim, decision)
-    _accumulate(state, claim, decision, member, rules)
-    return decision, state
+    return decision, _accumulate(_record(state, claim, decision), claim, decision, member, rules)
 
 
-def _record(state: dict, claim: Claim, decision: Decision) -> None:
-    state["dispenses"][claim.dispense_id] = claim.claim_id
-    state["claims"][claim.claim_id] = {"year": claim.dispensed_on.year, "day": claim.dispensed_on.isoformat(),
-                                       "copay": decision.copay_total, "status": decision.outcome}
+def _record(state: MemberState, claim: Claim, decision: Decision) -> MemberState:
+    return state.with_claim(claim.claim_id, ClaimMark(claim.dispensed_on, decision.copay_total, decision.outcome),
+                            claim.dispense_id)
 
 
-def _accumulate(state: dict, claim: Claim, decision: Decision, member: Member, rules: Rules) -> None:
+def _accumulate(state: MemberState, claim: Claim, decision: Decision, member: Member, rules: Rules) -> MemberState:
     day = claim.dispensed_on
-    year = dict(year_state(state, day.year))
-    year["copay"] += decision.copay_total
-    if (year["exempt_from"] is None and member.five_consecutive_years_on(day)
-            and year["copay"] > yearly_threshold(rules, day)):
+    year = state.year(day.year)
+    year = replace(year, copay=year.copay + decision.copay_total)
+    if (year.exempt_from is None and member.five_consecutive_years_on(day)
+            and year.copay > yearly_threshold(rules, day)):
         # From the next claim on: this one already had its co-payment.
-        year["exempt_from"], year["exempt_claim"] = day.isoformat(), claim.claim_id
-    state["years"][str(day.year)] = year
+        year = replace(year, exempt_from=day, exempt_claim=claim.claim_id)
+    return state.with_year(day.year, year)
 
 
-def reverse(claim_id: str, state: dict, rules: Rules) -> tuple[dict | None, dict]:
-    """Undoes a claim's effect on the accumulator. Returns the claim's record (None when the
+def reverse(claim_id: str, state: MemberState, rules: Rules) -> tuple[ClaimMark | None, MemberState]:
+    """Undoes a claim's effect on the accumulator. Returns the claim's mark (None when the
     claim is unknown) and the new state; reversing twice changes nothing the second time."""
-    state = copy.deepcopy(state)
-    record = state["claims"].get(claim_id)
-    if record is None:
+    mark = state.claims.get(claim_id)
+    if mark is None:
         return None, state
-    if record["status"] != CLAIM_REVERSED:
-        day = date.fromisoformat(record["day"])
-        year = dict(year_state(state, day.year))
-        year["copay"] -= record["copay"]
-        if year["exempt_from"] is not None and year["copay"] <= yearly_threshold(rules, day):
-            year["exempt_from"], year["exempt_claim"] = None, None
-        state["years"][str(day.year)] = year
-        record = dict(record, status=CLAIM_REVERSED)
-        state["claims"][claim_id] = record
-    return record, state
+    if mark.status != CLAIM_REVERSED:
+        year = state.year(mark.year)
+        year = replace(year, copay=year.copay - mark.copay)
+        if year.exempt_from is not None and year.copay <= yearly_threshold(rules, mark.day):
+            year = replace(year, exempt_from=None, exempt_claim=None)
+        mark = replace(mark, status=CLAIM_REVERSED)
+        state = state.with_year(mark.year, year).with_claim(claim_id, mark)
+    return mark, state
+
+
+@dataclass(frozen=True)
+class Adjudication:
+    """A claim's outcome as published and as the insurer's staff read it."""
+    claim_id: str
+    member_id: str
+    outcome: str
+    adjudicated_at: datetime
+    dispense_id: str = ""
+    card_code: str = ""
+    reason: str = ""
+    fund_total_vnd: int = 0
+    patient_total_vnd: int = 0
+    benefit_percent: int = 0
+    pharmacy_code: str = ""
+    prescription_code: str = ""
+    copay_exempt: bool = False
+    dispensed_on: date | None = None
+    lines: tuple[LineDecision, ...] = ()
+
+
+def adjudication_of(claim: Claim, decision: Decision, now: datetime) -> Adjudication:
+    return Adjudication(claim.claim_id, claim.member_id, decision.outcome, now, claim.dispense_id, claim.card_code,
+                        decision.reason, decision.fund_total, decision.patient_total, decision.benefit_percent,
+                        claim.pharmacy_code, claim.prescription_code, decision.copay_exempt, claim.dispensed_on,
+                        decision.lines)
+
+
+def reversal_of(previous: Adjudication | None, claim_id: str, member_id: str, reason: str,
+                now: datetime) -> Adjudication:
+    """The claim's last outcome, marked reversed (a reversal replaces the adjudication)."""
+    base = previous or Adjudication(claim_id, member_id, CLAIM_REVERSED, now)
+    return replace(base, claim_id=claim_id, member_id=member_id, outcome=CLAIM_REVERSED, reason=reason or "REVERSED",
+                   adjudicated_at=now)

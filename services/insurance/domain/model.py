@@ -127,3 +127,13 @@ class UnknownDrug(InsuranceError):
     def __init__(self, field: str, message: str):
         self.field = field
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    member_id: str
+    eligible: bool
+    reason: str                        # ELIGIBLE, CARD_EXPIRED, CARD_NOT_YET_VALID
+    card: CardPeriod | None            # the card valid on the day, else the nearest one
+    benefit_percent: int = 0
+    copay_exempt: bool = False

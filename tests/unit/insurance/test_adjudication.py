@@ -1,9 +1,11 @@
 """Claims judged by the rules of their dispense date, and the yearly accumulator."""
+import json
 from dataclasses import replace
 from datetime import date
 
 from services.insurance.domain import adjudication as adj
 from services.insurance.domain.adjudication import Claim, ClaimLine, PrescribedLine, QuotedLine
+from services.insurance.domain.state import MemberState, YearState
 from tests.unit.insurance.conftest import member
 
 NOV = date(2026, 11, 30)
@@ -18,7 +20,7 @@ def claim(*lines, claim_id="c1", dispense_id="d1", card="DN4010123456789", day=N
 
 
 def judge(rules, c, state=None, m=None, prescribed=PRESCRIBED, quoted=None):
-    return adj.adjudicate(c, m or member(4), rules, state or adj.empty_state(), prescribed=prescribed, quoted=quoted)
+    return adj.adjudicate(c, m or member(4), rules, state or MemberState(), prescribed=prescribed, quoted=quoted)
 
 
 def test_a_correct_claim_is_approved_and_its_co_payment_counted(rules):
@@ -26,7 +28,7 @@ def test_a_correct_claim_is_approved_and_its_co_payment_counted(rules):
     assert decision.outcome == adj.CLAIM_APPROVED
     line = decision.lines[0]
     assert (line.insured_vnd, line.fund_vnd, line.copay_vnd) == (453_600, 362_880, 90_720)
-    assert state["years"]["2026"]["copay"] == 90_720
+    assert state.year(2026).copay == 90_720
 
 
 def test_a_claim_asking_too_much_is_reduced_to_what_the_rules_give(rules):
@@ -40,7 +42,7 @@ def test_the_same_dispense_claimed_twice_is_rejected_and_not_counted(rules):
     _, state = judge(rules, claim())
     again, after = judge(rules, claim(claim_id="c2"), state)
     assert again.outcome == adj.CLAIM_REJECTED and again.reason == "DUPLICATE_CLAIM"
-    assert after["years"]["2026"]["copay"] == 90_720
+    assert after.year(2026).copay == 90_720
     resubmitted, same = judge(rules, claim(), state)  # the same claim id: already decided
     assert resubmitted is None and same == state
 
@@ -56,7 +58,7 @@ def test_eligibility_is_judged_on_the_dispense_date(rules):
     assert expired.reason == "CARD_EXPIRED"
     early, _ = judge(rules, claim(day=date(2025, 12, 31)))
     assert early.reason == "CARD_NOT_YET_VALID"
-    unknown, _ = adj.adjudicate(claim(), None, rules, adj.empty_state(), prescribed=PRESCRIBED, quoted=None)
+    unknown, _ = adj.adjudicate(claim(), None, rules, MemberState(), prescribed=PRESCRIBED, quoted=None)
     assert unknown.reason == "UNKNOWN_MEMBER"
     mismatch, _ = judge(rules, claim(card="DN3010123456789"))
     assert mismatch.reason == "CARD_MISMATCH"
@@ -100,12 +102,11 @@ def xarelto_claim(n, day, fund=696_000):
 def test_crossing_six_months_of_base_salary_after_five_years_exempts_later_claims(rules):
     # threshold on 2026-11: 6 x 2,530,000 = 15,180,000; each claim adds 174,000 of co-payment
     m = member(4, five_years_from=date(2019, 1, 1))
-    state = adj.empty_state()
+    state = MemberState()
     for n in range(88):  # 88 x 174,000 = 15,312,000 > 15,180,000 (87 x = 15,138,000 is not)
         decision, state = judge(rules, xarelto_claim(n, NOV), state, m=m)
         assert decision.lines[0].fund_vnd == 696_000
-    year = state["years"]["2026"]
-    assert year["copay"] == 88 * 174_000 and year["exempt_from"] == "2026-11-30" and year["exempt_claim"] == "x87"
+    assert state.year(2026) == YearState(88 * 174_000, date(2026, 11, 30), "x87")
     later, state = judge(rules, xarelto_claim(88, NOV, fund=870_000), state, m=m)
     assert later.copay_exempt and later.lines[0].fund_vnd == 870_000 and later.copay_total == 0
     next_year, _ = judge(rules, xarelto_claim(89, date(2027, 1, 5)),
@@ -115,20 +116,32 @@ def test_crossing_six_months_of_base_salary_after_five_years_exempts_later_claim
 
 def test_without_five_consecutive_years_there_is_no_yearly_exemption(rules):
     m = member(4, five_years_from=date(2022, 6, 1))  # five years only from 2027-06-01
-    state = adj.empty_state()
+    state = MemberState()
     for n in range(90):
         _, state = judge(rules, xarelto_claim(n, NOV), state, m=m)
-    assert state["years"]["2026"]["exempt_from"] is None
+    assert state.year(2026).exempt_from is None
 
 
 def test_a_reversal_takes_the_claim_out_of_the_accumulator_and_can_end_the_exemption(rules):
     m = member(4, five_years_from=date(2019, 1, 1))
-    state = adj.empty_state()
+    state = MemberState()
     for n in range(88):
         _, state = judge(rules, xarelto_claim(n, NOV), state, m=m)
     record, state = adj.reverse("x87", state, rules)
-    assert record["status"] == adj.CLAIM_REVERSED
-    assert state["years"]["2026"] == {"copay": 87 * 174_000, "exempt_from": None, "exempt_claim": None}
+    assert record.status == adj.CLAIM_REVERSED
+    assert state.year(2026) == YearState(87 * 174_000, None, None)
     again, same = adj.reverse("x87", state, rules)
-    assert same == state and again["status"] == adj.CLAIM_REVERSED
+    assert same == state and again.status == adj.CLAIM_REVERSED
     assert adj.reverse("nope", state, rules)[0] is None
+
+
+def test_member_state_survives_its_json_form_and_marks_each_claim_event(rules):
+    m = member(4, five_years_from=date(2019, 1, 1))
+    state = MemberState()
+    for n in range(88):
+        _, state = judge(rules, xarelto_claim(n, NOV), state, m=m)
+    state = state.marked("x1", "submitted", "e1").marked("x1", "submitted", "e2").marked("x1", "reversal", "r1")
+    assert state.handled("x1", "submitted", "e1") and not state.handled("x1", "submitted", "e2")
+    assert state.handled("x1", "reversal", "r1") and not state.handled("x2", "submitted", "e1")
+    assert MemberState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    assert MemberState.from_json(None) == MemberState()

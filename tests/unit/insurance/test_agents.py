@@ -1,35 +1,45 @@
 """The insurance worker's agents through Faust's test_context, with an in-memory store."""
 from datetime import datetime, timezone
 
-import pytest
 from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 
+from services.common import signatures
 from services.common.events import decode, new_envelope, payload_of
 from services.insurance import worker
+from services.insurance.adapters.events import encode
+from services.insurance.config import Settings
+from services.insurance.domain.adjudication import PrescribedLine
+from services.insurance.domain.state import MemberState
 from services.insurance.handlers import Dependencies, Insurance
 from tests.support import eventually
-from tests.unit.insurance.fakes import MemoryInsuranceStore
+from tests.support.memory_insurance import MemoryInsuranceStore
+from tests.unit.insurance.conftest import member
+
+NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
 
-def published_count(sent, n):
-    async def enough():
-        return len(sent) >= n
-    return enough
+class Worker:
+    """A worker app built with an in-memory store; what it publishes is collected."""
 
+    def __init__(self, rules, verifier=None):
+        self.store, self.sent = MemoryInsuranceStore(), []
+        handlers = Insurance(Dependencies(self.store, rules, lambda: NOW, signatures=verifier))
+        self.app = worker.build(Settings.from_env(), handlers=lambda: handlers, publish=self.publish)
 
-@pytest.fixture
-def published(monkeypatch, rules):
-    sent = []
-    store = MemoryInsuranceStore()
+    async def publish(self, events):
+        self.sent.extend(encode(e) for e in events)
 
-    async def collect(records):
-        sent.extend(records)
+    def agent(self, name):
+        return self.app.agents[name]
 
-    handlers = Insurance(Dependencies(store, rules, lambda: datetime(2026, 11, 30, tzinfo=timezone.utc)))
-    monkeypatch.setattr(worker, "publish", collect)
-    monkeypatch.setattr(worker, "make_handlers", lambda: handlers)
-    return sent, store
+    def table(self):
+        return self.app.tables[worker.TABLE]
+
+    def count(self, n):
+        async def enough():
+            return len(self.sent) >= n
+        return enough
 
 
 def issued(code, prescriber, day):
@@ -43,16 +53,16 @@ def issued(code, prescriber, day):
     return env.SerializeToString()
 
 
-async def test_the_prescriptions_agent_records_lines_and_raises_doctor_shopping(published):
-    sent, store = published
-    async with worker.watch_prescriptions.test_context() as agent:
+async def test_the_prescriptions_agent_records_lines_and_raises_doctor_shopping(rules):
+    w = Worker(rules)
+    async with w.agent(worker.PRESCRIPTION_WATCHER).test_context() as agent:
         for n, (prescriber, day) in enumerate((("P1", 1), ("P2", 9), ("P3", 20))):
             await agent.put(issued(f"01001abcdef{n}-h", prescriber, day), key=f"01001abcdef{n}-h".encode())
-    assert set(store.prescriptions) == {"01001abcdef0-h", "01001abcdef1-h", "01001abcdef2-h"}
-    assert store.prescriptions["01001abcdef0-h"][1].ingredients == ("diazepam",)
-    assert [r.topic for r in sent] == ["rx.alerts.v1"]
-    alert = payload_of(decode(sent[0].value))
-    assert alert.kind == events_pb2.ALERT_KIND_DOCTOR_SHOPPING and sent[0].key == b"citizen_id:001203004567"
+    assert set(w.store.prescriptions) == {"01001abcdef0-h", "01001abcdef1-h", "01001abcdef2-h"}
+    assert w.store.prescriptions["01001abcdef0-h"][1].ingredients == ("diazepam",)
+    assert [r.topic for r in w.sent] == ["rx.alerts.v1"]
+    alert = payload_of(decode(w.sent[0].value))
+    assert alert.kind == events_pb2.ALERT_KIND_DOCTOR_SHOPPING and w.sent[0].key == b"citizen_id:001203004567"
 
 
 def submitted(member_id, card, claim_id, dispense_id, fund):
@@ -65,41 +75,30 @@ def submitted(member_id, card, claim_id, dispense_id, fund):
                         occurred_at=datetime(2026, 11, 20, tzinfo=timezone.utc)).SerializeToString()
 
 
-async def test_the_adjudicator_publishes_outcomes_and_keeps_the_accumulator_in_its_table(published):
-    from services.insurance.domain.adjudication import PrescribedLine
-    from tests.unit.insurance.conftest import member
-    sent, store = published
+async def test_the_adjudicator_publishes_outcomes_and_keeps_the_member_state_in_its_table(rules):
+    w = Worker(rules)
     m = member(4)
-    store.members[m.member_id] = m
-    store.prescriptions["01001abcdefg-c"] = {1: PrescribedLine(1, "B01AF01-20T", 30, ("rivaroxaban",))}
+    w.store.members[m.member_id] = m
+    w.store.prescriptions["01001abcdefg-c"] = {1: PrescribedLine(1, "B01AF01-20T", 30, ("rivaroxaban",))}
     card = m.cards[0].card_code
-    async with worker.adjudicate.test_context() as agent:
+    async with w.agent(worker.ADJUDICATOR).test_context() as agent:
         first = submitted(m.member_id, card, "c1", "d1", 696_000)
         await agent.put(first, key=m.member_id.encode())
         await agent.put(first, key=m.member_id.encode())           # redelivered: nothing new
         await agent.put(submitted(m.member_id, card, "c2", "d1", 696_000), key=m.member_id.encode())  # same dispense
-        await eventually(published_count(sent, 2), message="two outcomes")  # claims are handled in batches
-    outcomes = [payload_of(decode(r.value)) for r in sent]
+        await eventually(w.count(2), message="two outcomes")  # claims are handled in batches
+    outcomes = [payload_of(decode(r.value)) for r in w.sent]
     assert [(o.claim_id, o.outcome, o.reason_code) for o in outcomes] == [
         ("c1", events_pb2.CLAIM_OUTCOME_APPROVED, ""), ("c2", events_pb2.CLAIM_OUTCOME_REJECTED, "DUPLICATE_CLAIM")]
-    state = worker.accumulators[m.member_id]
-    assert state["years"]["2026"]["copay"] == 174_000 and set(state["claims"]) == {"c1"}
+    state = MemberState.from_json(w.table()[m.member_id.encode()])
+    assert state.year(2026).copay == 174_000 and set(state.claims) == {"c1"}
 
 
-async def test_a_claim_carrying_its_signed_prescription_needs_no_other_topic(monkeypatch, rules, tmp_path):
-    from services.common import signatures
-    from tests.unit.insurance.conftest import member
+async def test_a_claim_carrying_its_signed_prescription_needs_no_other_topic(rules, tmp_path):
     signatures.ensure_keys(tmp_path, ["pk-test"])
-    store, sent = MemoryInsuranceStore(), []
-    m = member(4, ssn="0999999999")  # the agent's table outlives one test: a member of its own
-    store.members[m.member_id] = m
-    handlers = Insurance(Dependencies(store, rules, lambda: datetime(2026, 11, 30, tzinfo=timezone.utc),
-                                      public_keys=signatures.load_public_keys(tmp_path)))
-
-    async def collect(records):
-        sent.extend(records)
-    monkeypatch.setattr(worker, "publish", collect)
-    monkeypatch.setattr(worker, "make_handlers", lambda: handlers)
+    w = Worker(rules, signatures.DocumentVerifier(signatures.load_public_keys(tmp_path)))
+    m = member(4)
+    w.store.members[m.member_id] = m
 
     def claim_with(rx, claim_id, dispense_id):
         env = decode(submitted(m.member_id, m.cards[0].card_code, claim_id, dispense_id, 696_000))
@@ -112,11 +111,20 @@ async def test_a_claim_carrying_its_signed_prescription_needs_no_other_topic(mon
     forged = common_pb2.Prescription()
     forged.CopyFrom(rx)
     forged.lines[0].quantity = 300
-    async with worker.adjudicate.test_context() as agent:
+    async with w.agent(worker.ADJUDICATOR).test_context() as agent:
         await agent.put(claim_with(rx, "c1", "d1"), key=m.member_id.encode())
         await agent.put(claim_with(forged, "c2", "d2"), key=m.member_id.encode())
-        await eventually(published_count(sent, 2), message="two outcomes")
-    outcomes = [payload_of(decode(r.value)) for r in sent]
+        await eventually(w.count(2), message="two outcomes")
+    outcomes = [payload_of(decode(r.value)) for r in w.sent]
     assert [(o.claim_id, o.outcome) for o in outcomes] == [("c1", events_pb2.CLAIM_OUTCOME_APPROVED),
                                                            ("c2", events_pb2.CLAIM_OUTCOME_REJECTED)]
     assert outcomes[1].lines[0].reason_code == "PRESCRIPTION_UNKNOWN"  # a forged attachment is not trusted
+
+
+def test_a_member_s_changelog_partition_is_the_one_kafka_gives_its_key():
+    from kafka.partitioner.default import DefaultPartitioner
+
+    from services.common.streams import kafka_partition
+    keys = [f"{n:010d}".encode() for n in range(0, 10_000_000_000, 97_654_321)]
+    assert {kafka_partition(k, 12) for k in keys} == set(range(12))
+    assert all(kafka_partition(k, 12) == DefaultPartitioner()(k, list(range(12)), list(range(12))) for k in keys)

@@ -1,0 +1,98 @@
+"""One suite, two insurance stores: Redis and the in-memory one of the handler and agent
+tests (services/insurance/ports.py states the contract)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import redis.asyncio
+
+from services.common.config import CommonSettings
+from services.insurance.adapters.redis_store import RedisInsuranceStore
+from services.insurance.domain.adjudication import Adjudication, LineDecision, PrescribedLine, QuotedLine
+from services.insurance.domain.alerts import ControlledPrescription
+from services.insurance.domain.identifiers import Identifier
+from services.insurance.domain.model import CardPeriod, Member
+from services.insurance.domain.state import YearState
+from tests.support import random_digits
+from tests.support.memory_insurance import MemoryInsuranceStore
+
+CONTRACT_DB = 4
+AT = datetime(2026, 11, 20, 3, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request):
+    if request.param == "memory":
+        yield MemoryInsuranceStore()
+        return
+    client = redis.asyncio.Redis.from_url(CommonSettings.from_env().redis_url, db=CONTRACT_DB, protocol=3)
+    await client.flushdb()
+    yield RedisInsuranceStore(client)
+    await client.flushdb()
+    await client.aclose()
+
+
+def member(card_from=date(2026, 1, 1), ssn=None, cccd=None) -> Member:
+    ssn = ssn or random_digits(10)
+    return Member(ssn, cccd or "0" + random_digits(11), "Thành viên", date(1970, 1, 1), "female",
+                  (CardPeriod(f"DN401{ssn}", card_from, date(card_from.year, 12, 31), "01001"),))
+
+
+async def test_a_member_is_found_by_each_of_its_identifiers_and_cards_merge(store):
+    m = member()
+    assert await store.upsert_member(m) == ("changed", "")
+    assert await store.upsert_member(m) == ("same", "")
+    for identifier in (Identifier("ssn", m.member_id), Identifier("cccd", m.citizen_id),
+                       Identifier("card", m.cards[0].card_code)):
+        assert await store.resolve(identifier) == m
+    renewed = replace(m, cards=(CardPeriod(m.cards[0].card_code, date(2027, 1, 1), date(2027, 12, 31), "01001"),))
+    assert (await store.upsert_member(renewed))[0] == "changed"
+    assert [c.valid_from for c in (await store.member(m.member_id)).cards] == [date(2026, 1, 1), date(2027, 1, 1)]
+    assert await store.resolve(Identifier("ssn", "0000000000")) is None
+
+
+async def test_a_citizen_id_belongs_to_one_member(store):
+    first = member()
+    await store.upsert_member(first)
+    assert await store.upsert_member(member(cccd=first.citizen_id)) == ("conflict", first.member_id)
+
+
+async def test_quotes_and_prescriptions_come_back_as_saved(store):
+    lines = [QuotedLine(1, "B01AF01-20T", 30, 58_000), QuotedLine(2, "N02BE01-500T", 10, 1_050)]
+    await store.save_quote("q1", "0123456789", lines)
+    assert await store.quote("q1") == {1: lines[0], 2: lines[1]}
+    assert await store.quote("nope") is None and await store.quote("") is None
+    prescribed = [PrescribedLine(1, "B01AF01-20T", 30, ("rivaroxaban",))]
+    await store.save_prescription("01001abcdefg-c", prescribed)
+    assert await store.prescription("01001abcdefg-c") == {1: prescribed[0]}
+    assert await store.prescription("01001zzzzzzz-c") is None
+
+
+async def test_the_latest_outcome_of_a_claim_wins_and_carries_the_member_s_year(store):
+    line = LineDecision(1, "B01AF01-20T", "approved", "OK", 30, 2**62, 50, 15_000_000, 12_000_000, 3_000_000, 3_000_000)
+    first = Adjudication("c1", "0123456789", "approved", AT, "d1", "DN4010123456789", "", 12_000_000, 3_000_000, 80,
+                         "PH0001", "01001abcdefg-c", False, date(2026, 11, 20), (line,))
+    await store.save_adjudication(first, (2026, YearState(3_000_000)))
+    assert await store.adjudication("c1") == first
+    assert await store.year("0123456789", 2026) == YearState(3_000_000)
+    reversed_ = replace(first, outcome="reversed", reason="sale reversed", adjudicated_at=AT + timedelta(hours=1))
+    await store.save_adjudication(reversed_, (2026, YearState(0, None, None)))
+    assert await store.adjudication("c1") == reversed_
+    assert await store.year("0123456789", 2026) == YearState(0)
+    assert await store.year("0123456789", 2025) is None and await store.adjudication("c2") is None
+    exempt = YearState(16_000_000, date(2026, 11, 20), "c9")
+    await store.save_adjudication(replace(first, claim_id="c9"), (2026, exempt))
+    assert await store.year("0123456789", 2026) == exempt
+
+
+async def test_controlled_history_is_the_window_on_either_side(store):
+    key = "citizen_id:001203004567"
+    seen = []
+    for n, days in enumerate((0, 25, -25, 40)):
+        new = ControlledPrescription(f"rx{n}", f"P{n}", AT + timedelta(days=days))
+        seen.append(sorted(p.code for p in await store.controlled_history(key, new)))
+    assert seen == [[], ["rx0"], ["rx0"], ["rx1"]]
+    again = await store.controlled_history(key, ControlledPrescription("rx0", "P0", AT))
+    assert sorted(p.code for p in again) == ["rx1", "rx2"]
