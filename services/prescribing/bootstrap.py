@@ -9,14 +9,15 @@ import redis.asyncio
 from services.common import signatures
 from services.kernel.calendar import utc_now
 from services.prescribing.adapters import reference_data
+from services.prescribing.adapters.documents import Signer
 from services.prescribing.adapters.redis_store import RedisPrescriptionStore
 from services.prescribing.config import Settings
 from services.prescribing.handlers import Dependencies, Prescribing
+from services.prescribing.ports import PrescriptionStore
 
 
-
-def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
-              redis_client=None) -> tuple[Prescribing, Callable]:
+def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, redis_client=None,
+              store: PrescriptionStore | None = None) -> tuple[Prescribing, Callable]:
     """Loads and checks the reference data and keys (refusing to start on anything
     malformed), and returns the handlers with a function that closes what was opened."""
     ref = reference_data.load(settings.reference_dir)
@@ -25,12 +26,15 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
     if missing:
         raise RuntimeError(f"no signing key in {settings.keys_dir} for prescribers {', '.join(missing)} "
                            "(run `python -m services.common.signatures`)")
-    client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
-    store = RedisPrescriptionStore(client, settings.common.outbox_shards)
-    handlers = Prescribing(Dependencies(store=store, ref=ref, signing_keys=keys, clock=clock,
+    client = None
+    if store is None:
+        client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+        store = RedisPrescriptionStore(client, settings.common.outbox_shards)
+    handlers = Prescribing(Dependencies(store=store, ref=ref, signer=Signer(keys), clock=clock,
                                         icd_valid=reference_data.icd10_is_valid))
 
     async def close() -> None:
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
 
     return handlers, close

@@ -18,12 +18,14 @@ from services.common.logging import configure_logging, load_mask_key
 from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
+from services.prescribing.worker import projection
 
 log = structlog.get_logger("prescribing.replay")
 
 
 async def replay(settings: Settings) -> dict[str, int]:
     handlers, close = bootstrap(settings)
+    project = projection(handlers)
     counts = {"cleared": 0, "applied": 0, "undecodable": 0, "failed": 0}
     try:
         counts["cleared"] = await handlers.deps.store.clear_read_models()
@@ -36,7 +38,7 @@ async def replay(settings: Settings) -> dict[str, int]:
                     counts["undecodable"] += 1
                     continue
                 try:
-                    await handlers.on_event(envelope)
+                    await project(envelope)
                     counts["applied"] += 1
                 except ValueError as exc:
                     counts["failed"] += 1

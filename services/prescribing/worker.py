@@ -8,10 +8,24 @@ import faust
 
 from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
 from services.common.topics import DISPENSES, PRESCRIPTIONS
+from services.prescribing.adapters import events
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
+from services.prescribing.domain.events import DispenseRecorded, PrescriptionChanged
+from services.prescribing.handlers import Prescribing
 
 CONSUMER = "prescribing-projections"
+
+
+def projection(handlers: Prescribing):
+    """The envelope handler of the read models: decode, then the handler for that event."""
+    async def project(envelope) -> None:
+        match events.decode(envelope):
+            case PrescriptionChanged() as changed:
+                await handlers.on_prescription_changed(changed)
+            case DispenseRecorded() as dispensed:
+                await handlers.on_dispense(dispensed)
+    return project
 
 
 def build(settings: Settings) -> faust.App:
@@ -22,8 +36,9 @@ def build(settings: Settings) -> faust.App:
         # de-duplication only spares them the redeliveries of a rebalance.
         handlers, _ = bootstrap(settings)
         processor = EnvelopeProcessor(CONSUMER, MemoryDeduplicator(), DeadLetters(app, CONSUMER))
+        project = projection(handlers)
         async for event in stream.events():
-            await processor.process(event, handlers.on_event)
+            await processor.process(event, project)
 
     @app.agent(source_topic(app, PRESCRIPTIONS), name="prescribing-project-prescriptions")
     async def project_prescriptions(stream):

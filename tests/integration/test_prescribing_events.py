@@ -18,7 +18,9 @@ from kafka import KafkaProducer
 from services.common.auth import Caller, Role, load_tokens
 from services.common.events import decode, new_envelope, payload_of, to_record
 from services.common.topics import DISPENSES, PRESCRIPTIONS
+from services.prescribing.adapters.grpc_api import issue_command
 from services.prescribing.bootstrap import bootstrap
+from services.prescribing.domain.commands import CancelPrescription
 from tests import factories as f
 from tests.integration.prescribing_fixtures import output_of, prescribing_settings, start_process, stop_process
 from tests.support import eventually, free_port, random_citizen_id, read_topic, serving, wait_until
@@ -58,8 +60,8 @@ async def test_each_accepted_prescription_reaches_kafka_once_even_when_the_relay
     for _ in range(20):
         request = pb.IssuePrescriptionRequest(client_request_id=str(uuid.uuid4()),
                                               draft=f.draft(patient=f.patient(citizen_id=random_citizen_id())))
-        reply = await h.issue(request, HOSPITAL_A, "corr")
-        assert (await h.issue(request, HOSPITAL_A, "corr")) == reply  # a retry: no second event
+        reply = await h.issue(issue_command(request, HOSPITAL_A.identity))
+        assert (await h.issue(issue_command(request, HOSPITAL_A.identity))) == reply  # a retry: no second event
         codes.add(reply.prescription.code)
 
     doomed = start_process(["-m", "services.common.outbox_relay", "prescribing"],
@@ -118,8 +120,8 @@ async def test_a_replay_rebuilds_the_read_models_to_the_same_state(handlers):
             request = pb.IssuePrescriptionRequest(client_request_id=str(uuid.uuid4()), draft=f.draft(
                 [f.line("C08CA01-5T", quantity=30, per_day=1, days=30)], diagnoses=(("I10", "Hypertension"),),
                 patient=f.patient(citizen_id=patient)), override_reason="test: duplicates on purpose")
-            codes.append((await h.issue(request, HOSPITAL_A, "corr")).prescription.code)
-        await h.cancel(pb.CancelPrescriptionRequest(code=codes[0], reason="error"), HOSPITAL_A, "corr")
+            codes.append((await h.issue(issue_command(request, HOSPITAL_A.identity))).prescription.code)
+        await h.cancel(CancelPrescription(HOSPITAL_A.identity, codes[0], "error"))
         producer = KafkaProducer(bootstrap_servers=settings.common.kafka_bootstrap, acks="all")
         for code, qty in ((codes[1], 10), (codes[2], 30)):
             event = events_pb2.MedicationDispensed(dispense_id=str(uuid.uuid4()), prescription_code=code,

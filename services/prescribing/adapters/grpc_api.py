@@ -2,16 +2,23 @@
 to statuses with details. Nothing else happens here."""
 from __future__ import annotations
 
+import hashlib
+
 import grpc
+from eprescription.common.v1 import common_pb2
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc
 
+from services.common import dates, privacy
 from services.common.auth import Role
 from services.common.grpc_errors import FieldViolation, RpcFailure, abort
 from services.common.grpc_server import ServiceBinding
-from services.common.logging import correlation_id
 from services.common.request_context import caller
-from services.prescribing.domain.model import (DraftRejected, InvalidState, NotFound, NotPermitted, PrescribingError,
-                                               RequestConflict, SafetyBlocked)
+from services.prescribing.adapters import mapping
+from services.prescribing.domain.commands import (CancelPrescription, GetPrescription, IssuePrescription,
+                                                  ListPatientMedications, ReplacePrescription)
+from services.prescribing.domain.model import (DraftRejected, InvalidState, Issued, MedicationEntry, NotFound,
+                                               NotPermitted, PrescribingError, PrescriptionView, RequestConflict,
+                                               SafetyBlocked)
 from services.prescribing.handlers import Prescribing
 
 SERVICE_NAME = prescribing_pb2.DESCRIPTOR.services_by_name["PrescribingService"].full_name
@@ -49,6 +56,57 @@ def failure_of(error: PrescribingError) -> RpcFailure:
     raise TypeError(f"unmapped domain error {type(error).__name__}")
 
 
+def fingerprint(request) -> str:
+    """The request as sent: a retry of the same request has the same fingerprint."""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _draft(request):
+    return mapping.draft(request.draft) if request.HasField("draft") else None
+
+
+def issue_command(request: prescribing_pb2.IssuePrescriptionRequest, facility: str) -> IssuePrescription:
+    return IssuePrescription(facility, request.client_request_id, _draft(request), request.override_reason,
+                             fingerprint(request))
+
+
+def replace_command(request: prescribing_pb2.ReplacePrescriptionRequest, facility: str) -> ReplacePrescription:
+    return ReplacePrescription(facility, request.client_request_id, request.code, _draft(request), request.reason,
+                               request.override_reason, fingerprint(request))
+
+
+def medications_query(request: prescribing_pb2.ListPatientMedicationsRequest) -> ListPatientMedications:
+    given = request.HasField("as_of")
+    return ListPatientMedications(mapping.patient_id(request.patient),
+                                  dates.from_proto(request.as_of) if given else None, given)
+
+
+def issued_response(issued: Issued, cls):
+    return cls(prescription=common_pb2.Prescription.FromString(issued.prescription.document),
+               warnings=[mapping.finding_to_proto(f) for f in issued.warnings])
+
+
+def view_response(view: PrescriptionView) -> prescribing_pb2.GetPrescriptionResponse:
+    stored = view.stored
+    rx = common_pb2.Prescription.FromString(stored.prescription.document)
+    return prescribing_pb2.GetPrescriptionResponse(
+        prescription=privacy.without_identity(rx) if view.identity_hidden else rx,
+        status=mapping.status_to_proto(view.status), replaced_by=stored.replaced_by,
+        lines=[prescribing_pb2.LineProgress(line_number=n, prescribed=q, dispensed=stored.dispensed.get(n, 0))
+               for n, q in sorted(stored.prescribed.items())])
+
+
+def medications_response(entries: list[MedicationEntry]) -> prescribing_pb2.ListPatientMedicationsResponse:
+    reply = prescribing_pb2.ListPatientMedicationsResponse()
+    for e in entries:
+        med = e.medication
+        reply.medications.add(
+            prescription_code=med.prescription_code, facility_code=med.facility_code, drug_code=med.drug_code,
+            drug_name=e.drug_name, active_ingredient=" + ".join(med.ingredients), prescribed=med.prescribed,
+            dispensed=med.dispensed, remaining_days=e.remaining_days, status=mapping.status_to_proto(e.status))
+    return reply
+
+
 class PrescribingServicer(prescribing_pb2_grpc.PrescribingServiceServicer):
     def __init__(self, handlers: Prescribing):
         self._h = handlers
@@ -60,19 +118,33 @@ class PrescribingServicer(prescribing_pb2_grpc.PrescribingServiceServicer):
             await abort(context, failure_of(error))
 
     async def IssuePrescription(self, request, context):
-        return await self._run(context, lambda: self._h.issue(request, caller(), correlation_id.get() or ""))
+        async def call():
+            issued = await self._h.issue(issue_command(request, caller().identity))
+            return issued_response(issued, prescribing_pb2.IssuePrescriptionResponse)
+        return await self._run(context, call)
 
     async def ReplacePrescription(self, request, context):
-        return await self._run(context, lambda: self._h.replace(request, caller(), correlation_id.get() or ""))
+        async def call():
+            issued = await self._h.replace(replace_command(request, caller().identity))
+            return issued_response(issued, prescribing_pb2.ReplacePrescriptionResponse)
+        return await self._run(context, call)
 
     async def CancelPrescription(self, request, context):
-        return await self._run(context, lambda: self._h.cancel(request, caller(), correlation_id.get() or ""))
+        async def call():
+            done = await self._h.cancel(CancelPrescription(caller().identity, request.code, request.reason))
+            return prescribing_pb2.CancelPrescriptionResponse(status=mapping.status_to_proto(done))
+        return await self._run(context, call)
 
     async def GetPrescription(self, request, context):
-        return await self._run(context, lambda: self._h.get(request, caller()))
+        async def call():
+            who = caller()
+            return view_response(await self._h.get(GetPrescription(request.code, who.identity if who else None)))
+        return await self._run(context, call)
 
     async def ListPatientMedications(self, request, context):
-        return await self._run(context, lambda: self._h.medications(request))
+        async def call():
+            return medications_response(await self._h.medications(medications_query(request)))
+        return await self._run(context, call)
 
 
 def binding(servicer: prescribing_pb2_grpc.PrescribingServiceServicer) -> ServiceBinding:

@@ -1,24 +1,21 @@
 """Protobuf <-> domain values for the prescribing service. Translation only."""
 from __future__ import annotations
 
-from datetime import date, datetime
 
 from eprescription.common.v1 import common_pb2
 from eprescription.prescribing.v1 import prescribing_pb2
 
 from services.common import dates
-from services.kernel.drugs import Drug
 from services.prescribing.domain.model import (Batch, Diagnosis, Draft, Finding, Guardian, Line, Patient, PatientId,
                                                PrescriberRef, RxType, Sex, Status)
-from services.kernel.icd10 import normalize as normalize_icd
 
-_TYPES = {
+TYPES = {
     common_pb2.PRESCRIPTION_TYPE_ORDINARY: RxType.ORDINARY,
     common_pb2.PRESCRIPTION_TYPE_NARCOTIC: RxType.NARCOTIC,
     common_pb2.PRESCRIPTION_TYPE_PSYCHOTROPIC: RxType.PSYCHOTROPIC,
     common_pb2.PRESCRIPTION_TYPE_TRADITIONAL: RxType.TRADITIONAL,
 }
-_SEX = {common_pb2.SEX_MALE: Sex.MALE, common_pb2.SEX_FEMALE: Sex.FEMALE, common_pb2.SEX_UNKNOWN: Sex.UNKNOWN}
+SEX = {common_pb2.SEX_MALE: Sex.MALE, common_pb2.SEX_FEMALE: Sex.FEMALE, common_pb2.SEX_UNKNOWN: Sex.UNKNOWN}
 _STATUS = {
     Status.ACTIVE: common_pb2.PRESCRIPTION_STATUS_ACTIVE,
     Status.PARTIALLY_DISPENSED: common_pb2.PRESCRIPTION_STATUS_PARTIALLY_DISPENSED,
@@ -48,7 +45,7 @@ def draft(msg: prescribing_pb2.PrescriptionDraft) -> Draft:
         guardian = Guardian(p.guardian.name, patient_id(p.guardian.identifier), p.guardian.relationship)
     patient = Patient(
         identifier=patient_id(p.identifier), name=p.name, date_of_birth=dates.from_proto(p.date_of_birth),
-        sex=_SEX.get(p.sex), address=p.address, bhyt_card=p.bhyt_card.strip().upper(),
+        sex=SEX.get(p.sex), address=p.address, bhyt_card=p.bhyt_card.strip().upper(),
         age_in_months=p.age_in_months, weight_grams=p.weight_grams, guardian=guardian,
         allergies=tuple(a for a in p.allergies),
     )
@@ -59,7 +56,7 @@ def draft(msg: prescribing_pb2.PrescriptionDraft) -> Draft:
                                                             "directions", "batch_number")))
                  for i, line in enumerate(lines)]
     return Draft(
-        type=_TYPES.get(msg.type), patient=patient,
+        type=TYPES.get(msg.type), patient=patient,
         diagnoses=tuple(Diagnosis(d.icd10, d.text) for d in msg.diagnoses),
         prescriber=PrescriberRef(msg.prescriber.certificate_number, msg.prescriber.linkage_code,
                                  msg.prescriber.name, msg.prescriber.facility_code),
@@ -67,34 +64,6 @@ def draft(msg: prescribing_pb2.PrescriptionDraft) -> Draft:
         batches=tuple(Batch(b.number, dates.from_proto(b.start), dates.from_proto(b.end)) for b in msg.batches),
         cancer_or_aids_pain=msg.cancer_or_aids_pain, acute=msg.acute, toxic_herbs=msg.toxic_herbs,
     )
-
-
-def prescription(msg: prescribing_pb2.PrescriptionDraft, d: Draft, *, code: str, facility_code: str,
-                 drugs: dict[str, Drug], issued_at: datetime, valid_until: date,
-                 prescriber_name: str, replaces_code: str = "") -> common_pb2.Prescription:
-    """The prescription as issued: the draft, normalised, with each line completed from the formulary."""
-    rx = common_pb2.Prescription(
-        code=code, type=msg.type, facility_code=facility_code, advice=msg.advice,
-        return_visit_days=msg.return_visit_days, replaces_code=replaces_code,
-        valid_until=dates.to_proto(valid_until))
-    rx.patient.CopyFrom(msg.patient)
-    rx.patient.bhyt_card = d.patient.bhyt_card
-    rx.patient.identifier.CopyFrom(patient_id_to_proto(d.patient.identifier))
-    for diagnosis in d.diagnoses:
-        rx.diagnoses.add(icd10=normalize_icd(diagnosis.icd10), text=diagnosis.text)
-    rx.prescriber.CopyFrom(msg.prescriber)
-    rx.prescriber.name = prescriber_name
-    rx.batches.extend(msg.batches)
-    for line in d.lines:
-        drug = drugs[line.drug_code]
-        rx.lines.add(
-            line_number=line.line_number, drug_code=drug.code, drug_name=drug.name,
-            active_ingredient=" + ".join(drug.ingredient_names), strength=drug.strength, unit=drug.unit,
-            quantity=line.quantity, dose_per_administration=line.dose.strip(),
-            administrations_per_day=line.per_day, days=line.days, directions=line.directions,
-            route=drug.route, batch_number=line.batch_number)
-    rx.issued_at.FromDatetime(issued_at)
-    return rx
 
 
 def status_to_proto(status: Status) -> int:

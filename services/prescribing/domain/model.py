@@ -1,14 +1,14 @@
 """The prescribing domain's values: pure dataclasses, no I/O."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from enum import IntEnum, StrEnum
 
 from services.kernel.dated import in_force
 from services.kernel.icd10 import IcdRange
-from services.kernel.status import Status
+from services.kernel.status import Status, derive
 from services.kernel.drugs import Drug
 
 
@@ -227,3 +227,74 @@ class InvalidState(PrescribingError):
 
 class RequestConflict(PrescribingError):
     """The same client request id was used before for a different request."""
+
+
+@dataclass(frozen=True)
+class NewPrescription:
+    """A prescription about to be issued: the judged draft, completed from the registry and the
+    formulary, with its code and dates. The document adapter turns it into the signed original."""
+    code: str
+    facility_code: str
+    draft: Draft
+    drugs: tuple[Drug, ...]          # the formulary entry of each line, in line order
+    prescriber: RegisteredPrescriber
+    issued_at: datetime
+    valid_until: date
+    replaces_code: str = ""
+
+
+@dataclass(frozen=True)
+class Prescription:
+    """An issued prescription as the rules read it; `document` is the signed original."""
+    code: str
+    type: RxType
+    facility_code: str
+    patient_key: str
+    prescriber: str                   # certificate number
+    diagnoses: tuple[str, ...]
+    lines: tuple[Line, ...]
+    issued_at: datetime
+    valid_until: date
+    document: bytes = field(repr=False, default=b"")
+
+    @property
+    def prescribed(self) -> dict[int, int]:
+        return {line.line_number: line.quantity for line in self.lines}
+
+
+@dataclass(frozen=True)
+class StoredPrescription:
+    prescription: Prescription
+    recorded_status: str
+    replaced_by: str
+    dispensed: dict[int, int]
+    version: int
+
+    @property
+    def prescribed(self) -> dict[int, int]:
+        return self.prescription.prescribed
+
+    def status_on(self, today: date) -> Status:
+        return derive(self.recorded_status, self.prescribed, self.dispensed, self.prescription.valid_until, today)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """The answer to an issue or a replacement: kept with the client request id for retries."""
+    prescription: Prescription
+    warnings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True)
+class PrescriptionView:
+    stored: StoredPrescription
+    status: Status
+    identity_hidden: bool
+
+
+@dataclass(frozen=True)
+class MedicationEntry:
+    medication: ActiveMedication
+    drug_name: str
+    status: Status
+    remaining_days: int

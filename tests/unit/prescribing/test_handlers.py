@@ -1,0 +1,82 @@
+"""The prescribing handlers on the in-memory store: no Redis, no broker, no channel."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+
+from services.common import signatures
+from services.kernel.status import Status
+from services.prescribing.adapters import reference_data
+from services.prescribing.adapters.documents import Signer
+from services.prescribing.domain.commands import (CancelPrescription, GetPrescription, IssuePrescription,
+                                                  ReplacePrescription)
+from services.prescribing.domain.events import DispenseRecorded, PrescriptionCancelled, PrescriptionChanged, \
+    PrescriptionIssued, PrescriptionReplaced
+from services.prescribing.domain.model import Diagnosis, InvalidState, NotPermitted, RequestConflict
+from services.prescribing.handlers import Dependencies, Prescribing
+from tests.support.memory_prescribing import MemoryPrescriptionStore
+from tests.unit.prescribing.builders import draft
+
+NOW = datetime(2026, 11, 30, 2, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def world(ref, tmp_path):
+    signatures.ensure_keys(tmp_path, sorted({p.key_id for p in ref.prescribers.values()}))
+    store = MemoryPrescriptionStore()
+    handlers = Prescribing(Dependencies(store, ref, Signer(signatures.load_private_keys(tmp_path)), lambda: NOW,
+                                        reference_data.icd10_is_valid))
+    return handlers, store, signatures.load_public_keys(tmp_path)
+
+
+def issue(d=None, request_id="r1", fingerprint="fp-1"):
+    return IssuePrescription("01001", request_id, d or draft(), "", fingerprint)
+
+
+async def test_an_issued_prescription_is_signed_stored_published_and_answered_again_on_retry(world):
+    handlers, store, public_keys = world
+    first = await handlers.issue(issue())
+    assert first.prescription.code.startswith("01001") and first.prescription.patient_key == "cccd:001203004567"
+    assert signatures.DocumentVerifier(public_keys).verify(first.prescription.document)
+    assert await handlers.issue(issue()) == first
+    with pytest.raises(RequestConflict):
+        await handlers.issue(issue(fingerprint="fp-2"))
+    assert [type(e) for e in store.outbox] == [PrescriptionIssued]
+
+
+async def test_replace_then_cancel_follow_the_state(world):
+    handlers, store, _ = world
+    first = await handlers.issue(issue())
+    code = first.prescription.code
+    with pytest.raises(NotPermitted):
+        await handlers.cancel(CancelPrescription("79001", code, "not mine"))
+    new = await handlers.replace(ReplacePrescription("01001", "r2", code, draft(), "dose", "", "fp-r"))
+    assert (await handlers.get(GetPrescription(code, "01001"))).status is Status.REPLACED
+    with pytest.raises(InvalidState):
+        await handlers.cancel(CancelPrescription("01001", code, "too late"))
+    assert await handlers.cancel(CancelPrescription("01001", new.prescription.code, "error")) is Status.CANCELLED
+    assert [type(e) for e in store.outbox] == [PrescriptionIssued, PrescriptionReplaced, PrescriptionIssued,
+                                               PrescriptionCancelled]
+
+
+async def test_projections_keep_the_patient_s_list_and_a_sale_shows_in_the_status(world):
+    handlers, _, _ = world
+    code = (await handlers.issue(issue())).prescription.code
+    await handlers.on_prescription_changed(PrescriptionChanged(code))
+    await handlers.on_dispense(DispenseRecorded("e1", "d1", code, 1, ((1, 8),)))
+    await handlers.on_dispense(DispenseRecorded("e1", "d1", code, 1, ((1, 8),)))   # redelivered
+    view = await handlers.get(GetPrescription(code, "79001"))
+    assert view.status is Status.PARTIALLY_DISPENSED and view.stored.dispensed == {1: 8}
+    with pytest.raises(ValueError):
+        await handlers.on_dispense(DispenseRecorded("e2", "d2", "01001zzzzzzz-c", 1, ((1, 1),)))
+
+
+async def test_only_the_issuing_facility_sees_an_hiv_patient(world):
+    handlers, _, _ = world
+    d = replace(draft(), diagnoses=(Diagnosis("B20", "HIV disease"),))
+    code = (await handlers.issue(issue(d))).prescription.code
+    assert not (await handlers.get(GetPrescription(code, "01001"))).identity_hidden
+    assert (await handlers.get(GetPrescription(code, "79001"))).identity_hidden
+    assert (await handlers.get(GetPrescription(code, None))).identity_hidden
