@@ -14,7 +14,7 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_INSURANCE_PORT=51053 EPRX_LOG_FORMAT=json
 
 .PHONY: install protos kafka-jars redis-bin credentials topics run up down status grpcurl demo bench \
-        test test-unit test-integration clean
+        test test-unit test-integration test-clean-slate clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin
 
@@ -86,12 +86,18 @@ demo: install
 test-unit: install
 	$(PY) -m pytest tests/unit -q
 
-test-integration: install
+# Every run starts from an empty test run folder: a fresh broker, Redis and keys, so a run
+# never replays or reads what an earlier run left.
+test-clean-slate: install
+	@$(TEST_ENV) $(SUPERVISE) down >/dev/null 2>&1 || true
+	rm -rf .run/test
+
+test-integration: test-clean-slate
 	@$(TEST_ENV) $(SUPERVISE) up --infra-only
-	@set +e; $(TEST_ENV) $(PY) -m pytest tests/integration -q; rc=$$?; \
+	@set +e; $(TEST_ENV) $(PY) -m pytest tests/contract tests/integration -q; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc
 
-test: install
+test: test-clean-slate
 	@$(TEST_ENV) $(SUPERVISE) up --infra-only
 	@set +e; $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc

@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +38,14 @@ import redis  # noqa: E402
 from eprescription.common.v1 import common_pb2  # noqa: E402
 from eprescription.pharmacy.v1 import pharmacy_pb2, pharmacy_pb2_grpc  # noqa: E402
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc  # noqa: E402
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402
 
 from services.common.auth import load_tokens  # noqa: E402
 from services.common.config import CommonSettings  # noqa: E402
 from services.common.events import EventDecodeError, decode, payload_of  # noqa: E402
+from services.common.topic_reader import TopicFollower, end_offsets, read_to_end  # noqa: E402
 from services.common.topics import CLAIMS_ADJUDICATED, DISPENSES, TopicSpec, apply_topics  # noqa: E402
+from services.kernel.calendar import utc_now  # noqa: E402
 
 CEILING_PORT = 52099
 PY = sys.executable
@@ -124,15 +125,10 @@ async def ceilings(settings: CommonSettings, concurrency: int) -> dict:
     assert all(f.succeeded() for f in futures)
     produce_rate = n / (time.perf_counter() - started)
     producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    got, started = 0, time.perf_counter()
-    while got < n:
-        got += sum(len(r) for r in consumer.poll(timeout_ms=500).values())
-    consume_rate = n / (time.perf_counter() - started)
-    consumer.close()
+    started = time.perf_counter()
+    got = sum(1 for _ in read_to_end(settings.kafka_bootstrap, topic))
+    assert got >= n
+    consume_rate = got / (time.perf_counter() - started)
     return {"grpc_noop_per_s": round(noop_rate), "grpc_noop_latency": summary(noop_lat),
             "grpc_redis_roundtrip_per_s": round(redis_rate), "grpc_redis_latency": summary(redis_lat),
             "kafka_produce_1kb_acks_all_per_s": round(produce_rate), "kafka_consume_1kb_per_s": round(consume_rate)}
@@ -146,26 +142,21 @@ class AdjudicationWatcher(threading.Thread):
         self.seen: dict[str, float] = {}
         self.events: dict[str, set[str]] = defaultdict(set)
         self.stop = threading.Event()
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-        parts = [TopicPartition(CLAIMS_ADJUDICATED, p) for p in self.consumer.partitions_for_topic(CLAIMS_ADJUDICATED)]
-        self.consumer.assign(parts)
-        self.consumer.seek_to_end(*parts)
-        for tp in parts:
-            self.consumer.position(tp)
+        self.follower = TopicFollower(settings.kafka_bootstrap, CLAIMS_ADJUDICATED, from_end=True)
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for records in self.consumer.poll(timeout_ms=200).values():
-                now = time.monotonic()
-                for record in records:
-                    try:
-                        env = decode(record.value)
-                    except EventDecodeError:
-                        continue
-                    claim = payload_of(env)
-                    self.seen.setdefault(claim.claim_id, now)
-                    self.events[claim.claim_id].add(env.event_id)
-        self.consumer.close()
+            records = self.follower.poll(timeout_ms=200)
+            now = time.monotonic()
+            for record in records:
+                try:
+                    env = decode(record.value)
+                except EventDecodeError:
+                    continue
+                claim = payload_of(env)
+                self.seen.setdefault(claim.claim_id, now)
+                self.events[claim.claim_id].add(env.event_id)
+        self.follower.close()
 
 
 def draft(cccd: str, card: str) -> prescribing_pb2.PrescriptionDraft:
@@ -273,20 +264,12 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
 
 
 def verify_events(settings: CommonSettings, dispense_offsets, accepted: set[str], claims: set[str], watcher) -> dict:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    consumer.assign(list(dispense_offsets))
-    for tp, offset in dispense_offsets.items():
-        consumer.seek(tp, offset)
-    ends = consumer.end_offsets(list(dispense_offsets))
     per_dispense, raw = defaultdict(set), 0
-    while any(consumer.position(tp) < ends[tp] for tp in dispense_offsets):
-        for records in consumer.poll(timeout_ms=500).values():
-            for record in records:
-                env = decode(record.value)
-                if env.WhichOneof("payload") == "medication_dispensed":
-                    raw += 1
-                    per_dispense[payload_of(env).dispense_id].add(env.event_id)
-    consumer.close()
+    for record in read_to_end(settings.kafka_bootstrap, DISPENSES, from_offsets=dispense_offsets):
+        env = decode(record.value)
+        if env.WhichOneof("payload") == "medication_dispensed":
+            raw += 1
+            per_dispense[payload_of(env).dispense_id].add(env.event_id)
     return {
         "dispenses_accepted": len(accepted),
         "dispense_events_lost": len(accepted - set(per_dispense)),
@@ -349,10 +332,7 @@ async def main_async(args) -> dict:
         members = import_members(args.concurrency * int(args.seconds) * 4 + 1000)
         ceiling = await ceilings(settings, args.concurrency)
         r = redis.Redis.from_url(settings.redis_url)
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-        parts = [TopicPartition(DISPENSES, p) for p in consumer.partitions_for_topic(DISPENSES)]
-        dispense_offsets = consumer.end_offsets(parts)
-        consumer.close()
+        dispense_offsets = end_offsets(settings.kafka_bootstrap, DISPENSES)
         watcher = AdjudicationWatcher(settings)
         watcher.start()
         memory_before, cpu_before = r.info("memory")["used_memory"], process_stats(settings)
@@ -369,7 +349,7 @@ async def main_async(args) -> dict:
                  for name in cpu_after}
     issued = max(result["lifecycles_started_dispensed"], 1)
     report = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": utc_now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "conditions": f"everything on one machine ({os.cpu_count()} cores): Kafka (1 broker, 512 MB heap), Redis "
                       f"(AOF everysec), 3 services, 3 relays, 3 Faust workers and this load generator; "
@@ -389,7 +369,7 @@ async def main_async(args) -> dict:
     }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     (out / f"{stamp}.json").write_text(json.dumps(report, indent=2))
     chart(result, out / f"{stamp}.png")
     report["files"] = [str(out / f"{stamp}.json"), str(out / f"{stamp}.png")]

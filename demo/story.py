@@ -23,7 +23,6 @@ from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 from eprescription.pharmacy.v1 import pharmacy_pb2, pharmacy_pb2_grpc
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc
 from google.protobuf.json_format import MessageToDict
-from kafka import KafkaConsumer
 
 from services.common import dates
 from services.common.auth import load_tokens
@@ -31,6 +30,7 @@ from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.grpc_errors import details_of
 from services.kernel.calendar import VIETNAM
+from services.common.topic_reader import TopicFollower
 from services.common.topics import ALERTS, CLAIMS_ADJUDICATED
 from services.insurance import agency
 from services.insurance.import_members import run as import_members
@@ -255,40 +255,28 @@ class Story:
 
     def adjudications(self, claim_ids: list[str], timeout: float = 90.0) -> dict:
         wanted, found = set(claim_ids), {}
-        consumer = KafkaConsumer(CLAIMS_ADJUDICATED, bootstrap_servers=self.settings.kafka_bootstrap,
-                                 group_id=f"demo-agency-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
-                                 enable_auto_commit=False)
         deadline = time.monotonic() + timeout
-        try:
+        with TopicFollower(self.settings.kafka_bootstrap, CLAIMS_ADJUDICATED) as follower:
             while wanted - set(found) and time.monotonic() < deadline:
-                for records in consumer.poll(timeout_ms=500).values():
-                    for record in records:
-                        try:
-                            claim = payload_of(decode(record.value))
-                        except EventDecodeError:
-                            continue
-                        if claim.claim_id in wanted:
-                            found[claim.claim_id] = claim
-        finally:
-            consumer.close()
+                for record in follower.poll():
+                    try:
+                        claim = payload_of(decode(record.value))
+                    except EventDecodeError:
+                        continue
+                    if claim.claim_id in wanted:
+                        found[claim.claim_id] = claim
         if wanted - set(found):
             raise RuntimeError(f"claims not adjudicated in {timeout}s: {sorted(wanted - set(found))}")
         return found
 
     def alert_for(self, patient_key: str, timeout: float = 90.0):
-        consumer = KafkaConsumer(ALERTS, bootstrap_servers=self.settings.kafka_bootstrap,
-                                 group_id=f"demo-alerts-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
-                                 enable_auto_commit=False)
         deadline = time.monotonic() + timeout
-        try:
+        with TopicFollower(self.settings.kafka_bootstrap, ALERTS) as follower:
             while time.monotonic() < deadline:
-                for records in consumer.poll(timeout_ms=500).values():
-                    for record in records:
-                        alert = payload_of(decode(record.value))
-                        if alert.patient_key == patient_key:
-                            return alert
-        finally:
-            consumer.close()
+                for record in follower.poll():
+                    alert = payload_of(decode(record.value))
+                    if alert.patient_key == patient_key:
+                        return alert
         raise RuntimeError("no doctor-shopping alert")
 
 

@@ -1,7 +1,7 @@
 """Fixture modules shared by the integration and end-to-end tests."""
 pytest_plugins = [
-    "tests.integration.infra_fixtures",
-    "tests.integration.prescribing_fixtures",
-    "tests.integration.insurance_fixtures",
-    "tests.integration.pharmacy_fixtures",
+    "tests.support.infra_fixtures",
+    "tests.support.prescribing_fixtures",
+    "tests.support.insurance_fixtures",
+    "tests.support.pharmacy_fixtures",
 ]

@@ -26,9 +26,9 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "build" / "gen")]
 
+from services.common import topology  # noqa: E402
 from services.common.config import CommonSettings  # noqa: E402
 
-SERVICES = ("prescribing", "pharmacy", "insurance")
 COLORS = ("36", "33", "35", "32", "34", "31", "96", "93", "95", "92", "94")
 KAFKA_HEAP = os.environ.get("EPRX_KAFKA_HEAP", "512m")
 
@@ -177,14 +177,12 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
     if infra_only:
         return stages
     services = []
-    for service in SERVICES:
-        package = ROOT / "services" / service
-        port = getattr(settings.ports, service)
-        services.append(Proc(service, [py, "-m", f"services.{service}.app"], grpc_ready(port), ports=(port,)))
-        services.append(Proc(f"{service}-relay", [py, "-m", "services.common.outbox_relay", service]))
-        if (package / "worker.py").exists():
-            services.append(Proc(f"{service}-worker", [py, "-m", f"services.{service}.worker", "worker", "-l", "warn",
-                                                            "--without-web"]))
+    for process in topology.application():
+        if process.grpc_service:
+            port = getattr(settings.ports, process.grpc_service)
+            services.append(Proc(process.name, [py, *process.module_args], grpc_ready(port), ports=(port,)))
+        else:
+            services.append(Proc(process.name, [py, *process.module_args]))
     return stages + [services]
 
 
@@ -303,7 +301,7 @@ class Supervisor:
         s = self.settings
         self.say("supervisor", f"Kafka {s.kafka_bootstrap}  Redis {s.redis_url}")
         if not self.infra_only:
-            for service in SERVICES:
+            for service in topology.SERVICES:
                 self.say("supervisor", f"{service:>12} gRPC 127.0.0.1:{getattr(s.ports, service)}")
         self.say("supervisor", f"demo credentials: {s.credentials_file.parent / 'tokens.json'}")
         self.say("supervisor", f"logs: {self.logs}/")

@@ -7,12 +7,13 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Iterable
+
+from services.common.files import write_json_atomically
 
 TOKEN_PREFIX = "eprx"
 
@@ -137,17 +138,9 @@ def write_credentials(directory: Path, callers=DEMO_CALLERS, *, overwrite: bool 
         token, credential = new_credential(role, identity, name, scopes)
         stored.append(credential.to_json())
         tokens[label] = {"token": token, "role": role.value, "identity": identity}
-    _write_private(tokens_path, {"version": 1, "tokens": tokens})
-    _write_private(stored_path, {"version": 1, "credentials": stored})
+    write_json_atomically(tokens_path, {"version": 1, "tokens": tokens}, 0o600)
+    write_json_atomically(stored_path, {"version": 1, "credentials": stored}, 0o600)
     return True
-
-
-def _write_private(path: Path, doc: dict) -> None:
-    draft = path.with_name(f".{path.name}.tmp")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-    os.replace(draft, path)
 
 
 def load_tokens(path: Path) -> dict[str, str]:

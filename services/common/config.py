@@ -59,7 +59,7 @@ class Env:
             raise ConfigError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def path(self, name: str, default: Path) -> Path:
+    def path(self, name: str, default: Path | None) -> Path | None:
         value = self.raw(name)
         return Path(value) if value is not None else default
 
@@ -106,6 +106,9 @@ class CommonSettings:
     log_format: str
     log_level: str
     log_mask_key: str | None
+    replica: str = "0"              # tells replicas of one process apart (relay leases, e2e runs)
+    crash_at: str = ""              # a named crash point, armed only by reliability tests
+    profile_dir: Path | None = None  # where a gRPC service writes cProfile stats on stop (benchmarks)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "CommonSettings":
@@ -132,4 +135,7 @@ class CommonSettings:
             log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             log_mask_key=env.raw("LOG_MASK_KEY"),
+            replica=env.text("REPLICA", "0"),
+            crash_at=env.text("CRASH_AT", ""),
+            profile_dir=env.path("PROFILE_DIR", None),
         )

@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kafka import KafkaConsumer, TopicPartition
-
 from services.common.config import CommonSettings
 from services.common.events import header
+from services.common.topic_reader import read_to_end
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,29 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--last", type=int, default=20, help="how many of the newest messages per partition")
     args = parser.parse_args(argv)
     settings = CommonSettings.from_env()
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    shown = 0
     try:
-        partitions = [TopicPartition(args.topic, p) for p in sorted(consumer.partitions_for_topic(args.topic) or ())]
-        if not partitions:
-            print(f"no topic {args.topic}", file=sys.stderr)
-            return 1
-        consumer.assign(partitions)
-        ends = consumer.end_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, max(0, ends[tp] - args.last))
-        shown = 0
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=500).values():
-                for r in records:
-                    source = (f"{header(r.headers, 'dlq-source-topic')}[{header(r.headers, 'dlq-source-partition')}]"
-                              f"@{header(r.headers, 'dlq-source-offset')}")
-                    print(f"{args.topic}[{r.partition}]@{r.offset} from {source} by {header(r.headers, 'dlq-consumer')}: "
-                          f"{header(r.headers, 'dlq-error')} ({len(r.value or b'')} bytes, "
-                          f"type {header(r.headers, 'event-type') or '?'})")
-                    shown += 1
-        print(f"{shown} dead letters shown")
-    finally:
-        consumer.close()
+        for r in read_to_end(settings.kafka_bootstrap, args.topic, last=args.last):
+            source = (f"{header(r.headers, 'dlq-source-topic')}[{header(r.headers, 'dlq-source-partition')}]"
+                      f"@{header(r.headers, 'dlq-source-offset')}")
+            print(f"{args.topic}[{r.partition}]@{r.offset} from {source} by {header(r.headers, 'dlq-consumer')}: "
+                  f"{header(r.headers, 'dlq-error')} ({len(r.value or b'')} bytes, "
+                  f"type {header(r.headers, 'event-type') or '?'})")
+            shown += 1
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{shown} dead letters shown")
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 from services.common.events import KafkaRecord
@@ -92,7 +91,3 @@ class OutboxScript:
                        records: Sequence[KafkaRecord]):
         return await self._script(keys=list(keys), args=outbox_argv(args, records))
 
-
-def lua(adapter_file: str, name: str) -> str:
-    """The script `lua/<name>.lua` that lives next to the adapter module that loads it."""
-    return (Path(adapter_file).resolve().parent / "lua" / f"{name}.lua").read_text()

@@ -7,7 +7,6 @@ so that replicas of the relay take over from each other instead of racing."""
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import threading
@@ -19,26 +18,12 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from services.common.config import CommonSettings
-from services.common.faults import crash_point
+from services.common.faults import CrashPoints
 from services.common.logging import configure_logging, load_mask_key
 from services.common.outbox import OutboxLayout, decode_headers
+from services.common.scripts import lua
 
 log = structlog.get_logger("outbox.relay")
-
-_RENEW_OR_TAKE = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1
-elseif not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 def kafka_producer(bootstrap: str, client_id: str) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
@@ -48,7 +33,8 @@ def kafka_producer(bootstrap: str, client_id: str) -> KafkaProducer:
 
 class OutboxRelay:
     def __init__(self, redis_client: redis.Redis, producer: KafkaProducer, layout: OutboxLayout, *,
-                 owner: str, batch_size: int = 500, lease_ms: int = 15_000, idle_block_ms: int = 250):
+                 owner: str, batch_size: int = 500, lease_ms: int = 15_000, idle_block_ms: int = 250,
+                 crash_point: CrashPoints | None = None):
         self._redis = redis_client
         self._producer = producer
         self._layout = layout
@@ -56,8 +42,9 @@ class OutboxRelay:
         self._batch = batch_size
         self._lease_ms = lease_ms
         self._block_ms = idle_block_ms
-        self._lease = redis_client.register_script(_RENEW_OR_TAKE)
-        self._release = redis_client.register_script(_RELEASE)
+        self._lease = redis_client.register_script(lua(__file__, "lease_renew_or_take"))
+        self._release = redis_client.register_script(lua(__file__, "lease_release"))
+        self._crash_point = crash_point or CrashPoints()
         self._owned: list[int] = []
         self._renew_at = 0.0
 
@@ -87,7 +74,7 @@ class OutboxRelay:
         batches = self._read(shards)
         if not batches:
             return 0
-        crash_point("relay.before_produce")
+        self._crash_point("relay.before_produce")
         pending: dict[str, list] = {}
         for stream, entries in batches.items():
             pending[stream] = [(entry_id, fields[b"event_id"], self._producer.send(
@@ -103,7 +90,7 @@ class OutboxRelay:
                               error=repr(future.exception))
                     break  # keep order: nothing after a failure in this stream is trimmed this round
                 acknowledged[stream].append(entry_id)
-        crash_point("relay.after_produce")
+        self._crash_point("relay.after_produce")
         with self._redis.pipeline(transaction=False) as pipe:
             for stream, ids in acknowledged.items():
                 if ids:
@@ -144,10 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     # Stable per host and replica: a relay restarted after a crash takes its leases back at once.
-    owner = f"{socket.gethostname()}:{args.service}:{os.environ.get('EPRX_REPLICA', '0')}"
+    owner = f"{socket.gethostname()}:{args.service}:{settings.replica}"
     relay = OutboxRelay(redis.Redis.from_url(settings.redis_url, protocol=3),
                         kafka_producer(settings.kafka_bootstrap, f"{args.service}-relay"),
-                        OutboxLayout(args.service, settings.outbox_shards), owner=owner)
+                        OutboxLayout(args.service, settings.outbox_shards), owner=owner,
+                        crash_point=CrashPoints(settings.crash_at))
     relay.run(stop)
 
 

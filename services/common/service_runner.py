@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Awaitable, Callable, Sequence
 
 import structlog
@@ -19,8 +18,8 @@ def run_service(name: str, settings: CommonSettings, port: int, make_bindings: B
                 *, host: str = "127.0.0.1") -> None:
     configure_logging(name, fmt=settings.log_format, level=settings.log_level,
                       mask_key=load_mask_key(settings.run_dir, settings.log_mask_key))
-    profile_to = os.environ.get("EPRX_PROFILE_DIR")
-    if not profile_to:
+    profile_to = settings.profile_dir
+    if profile_to is None:
         asyncio.run(_serve(name, settings, f"{host}:{port}", make_bindings))
         return
     # Benchmarks profile a service by setting EPRX_PROFILE_DIR: cProfile stats on stop.
@@ -31,7 +30,7 @@ def run_service(name: str, settings: CommonSettings, port: int, make_bindings: B
         asyncio.run(_serve(name, settings, f"{host}:{port}", make_bindings))
     finally:
         profiler.disable()
-        profiler.dump_stats(os.path.join(profile_to, f"{name}.prof"))
+        profiler.dump_stats(str(profile_to / f"{name}.prof"))
 
 
 async def _serve(name: str, settings: CommonSettings, address: str, make_bindings: BindingsFactory) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -18,6 +17,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from eprescription.common.v1 import common_pb2
 from google.protobuf.message import DecodeError
+
+from services.common.files import write_json_atomically
 
 ALGORITHM = "ed25519"
 PRIVATE_FILE = "prescriber-signing-keys.json"
@@ -92,17 +93,9 @@ def ensure_keys(directory: Path, key_ids: Iterable[str]) -> list[str]:
         public[key_id] = _b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
         created.append(key_id)
     if created:
-        _write(private_path, {"version": 1, "keys": private}, 0o600)
-        _write(public_path, {"version": 1, "keys": public}, 0o644)
+        write_json_atomically(private_path, {"version": 1, "keys": private}, 0o600)
+        write_json_atomically(public_path, {"version": 1, "keys": public}, 0o644)
     return created
-
-
-def _write(path: Path, doc: dict, mode: int) -> None:
-    draft = path.with_name(f".{path.name}.tmp")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-    os.replace(draft, path)
 
 
 def main(argv: list[str] | None = None) -> None:

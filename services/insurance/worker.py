@@ -31,9 +31,9 @@ TABLE = "member-accumulators"
 Publish = Callable[[list[Outgoing]], Awaitable[None]]
 
 
-def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None,
-          publish: Publish | None = None) -> faust.App:
-    """The worker's app. `handlers` and `publish` replace the real ones in tests."""
+def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None, publish: Publish | None = None,
+          dead_letters: Callable[[faust.App, str], DeadLetters] = DeadLetters) -> faust.App:
+    """The worker's app. `handlers`, `publish` and `dead_letters` replace the real ones in tests."""
     app = create_app("insurance", settings.common)
     claims = source_topic(app, CLAIMS)
     outputs = {CLAIMS_ADJUDICATED: source_topic(app, CLAIMS_ADJUDICATED), ALERTS: source_topic(app, ALERTS)}
@@ -54,7 +54,7 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
     @app.agent(claims, name=ADJUDICATOR)
     async def adjudicate(stream):
         h = make_handlers()
-        processor = EnvelopeProcessor(ADJUDICATOR, MemoryDeduplicator(), DeadLetters(app, ADJUDICATOR))
+        processor = EnvelopeProcessor(ADJUDICATOR, MemoryDeduplicator(), dead_letters(app, ADJUDICATOR))
 
         async def handle(member: bytes | None, envelope) -> None:
             event = decode_claim_event(envelope)
@@ -91,7 +91,7 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
     async def watch_prescriptions(stream):
         h = make_handlers()
         processor = EnvelopeProcessor(PRESCRIPTION_WATCHER, MemoryDeduplicator(),
-                                      DeadLetters(app, PRESCRIPTION_WATCHER))
+                                      dead_letters(app, PRESCRIPTION_WATCHER))
 
         async def handle(envelope) -> None:
             issued = decode_prescription_event(envelope)

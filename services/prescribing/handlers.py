@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable
+from typing import Awaitable, Callable
 
 import structlog
 
@@ -21,7 +21,8 @@ from services.prescribing.domain.model import (ActiveMedication, Draft, DraftRej
                                                MedicationEntry, NewPrescription, NotFound, NotPermitted,
                                                PrescriptionView, ReferenceData, RequestConflict, SafetyBlocked,
                                                StoredPrescription, Violation)
-from services.prescribing.domain.outcomes import AlreadyCancelled, Collision, Done, Duplicate, InState, Missing
+from services.prescribing.domain.outcomes import (AlreadyCancelled, Collision, Done, Duplicate, InState, Missing,
+                                                  Outcome)
 from services.prescribing.ports import PrescriptionStore, Signer
 
 log = structlog.get_logger("prescribing")
@@ -75,22 +76,20 @@ class Prescribing:
             return _answer(prior, command)
         now = self.deps.clock()
         findings = await self._judge(command.draft, command.override_reason, command.facility, now)
-        for _ in range(CODE_ATTEMPTS):
-            rx = self._sign(command.draft, command.facility, now)
-            issued = Issued(rx, tuple(findings))
-            outcome = await self.deps.store.issue(
+
+        async def attempt() -> tuple[Outcome, Issued]:
+            issued = Issued(self._sign(command.draft, command.facility, now), tuple(findings))
+            return await self.deps.store.issue(
                 facility=command.facility, request_id=command.request_id, fingerprint=command.fingerprint,
-                issued=issued, records=[PrescriptionIssued(rx, command.override_reason, now)])
-            match outcome:
-                case Done():
-                    log.info("prescription.issued", code=rx.code, type=rx.type.value, lines=len(rx.lines),
-                             warnings=len(findings), overridden=bool(command.override_reason))
-                    return issued
-                case Duplicate():
-                    return _answer(outcome, command)
-                case Collision():
-                    log.warning("prescription.code_collision", facility=command.facility)
-        raise RuntimeError("no free prescription code after several attempts")
+                issued=issued, records=[PrescriptionIssued(issued.prescription, command.override_reason, now)]), issued
+
+        outcome, issued = await self._with_fresh_code(command.facility, attempt)
+        if isinstance(outcome, Duplicate):
+            return _answer(outcome, command)
+        rx = issued.prescription
+        log.info("prescription.issued", code=rx.code, type=rx.type.value, lines=len(rx.lines),
+                 warnings=len(findings), overridden=bool(command.override_reason))
+        return issued
 
     async def replace(self, command: ReplacePrescription) -> Issued:
         _check_request_id(command.request_id)
@@ -108,27 +107,26 @@ class Prescribing:
                                            "a replacement keeps the type of the prescription it replaces")])
         findings = await self._judge(command.draft, command.override_reason, command.facility, now,
                                      excluding=old_code)
-        for _ in range(CODE_ATTEMPTS):
-            rx = self._sign(command.draft, command.facility, now, replaces=old_code)
-            issued = Issued(rx, tuple(findings))
-            outcome = await self.deps.store.replace(
+
+        async def attempt() -> tuple[Outcome, Issued]:
+            issued = Issued(self._sign(command.draft, command.facility, now, replaces=old_code), tuple(findings))
+            rx = issued.prescription
+            return await self.deps.store.replace(
                 facility=command.facility, request_id=command.request_id, fingerprint=command.fingerprint,
                 old_code=old_code, issued=issued,
                 records=[PrescriptionReplaced(old_code, rx, command.reason, now),
-                         PrescriptionIssued(rx, command.override_reason, now)])
-            match outcome:
-                case Done():
-                    log.info("prescription.replaced", code=old_code, replacement=rx.code)
-                    return issued
-                case Duplicate():
-                    return _answer(outcome, command)
-                case InState(state):
-                    raise InvalidState("NOT_REPLACEABLE", f"prescription {old_code} is {state}")
-                case Missing():
-                    raise NotFound(f"no prescription {old_code}")
-                case Collision():
-                    log.warning("prescription.code_collision", facility=command.facility)
-        raise RuntimeError("no free prescription code after several attempts")
+                         PrescriptionIssued(rx, command.override_reason, now)]), issued
+
+        outcome, issued = await self._with_fresh_code(command.facility, attempt)
+        match outcome:
+            case Duplicate():
+                return _answer(outcome, command)
+            case InState(state):
+                raise InvalidState("NOT_REPLACEABLE", f"prescription {old_code} is {state}")
+            case Missing():
+                raise NotFound(f"no prescription {old_code}")
+        log.info("prescription.replaced", code=old_code, replacement=issued.prescription.code)
+        return issued
 
     async def cancel(self, command: CancelPrescription) -> Status:
         code = _valid_code("code", command.code)
@@ -198,6 +196,17 @@ class Prescribing:
                                               stored.version)
 
     # Helpers
+
+    @staticmethod
+    async def _with_fresh_code(facility: str, attempt: Callable[[], Awaitable[tuple[Outcome, Issued]]]
+                               ) -> tuple[Outcome, Issued]:
+        """Codes are random: a code already taken (Collision) is drawn again, a few times."""
+        for _ in range(CODE_ATTEMPTS):
+            outcome, issued = await attempt()
+            if not isinstance(outcome, Collision):
+                return outcome, issued
+            log.warning("prescription.code_collision", facility=facility)
+        raise RuntimeError("no free prescription code after several attempts")
 
     def _entries(self, stored: StoredPrescription) -> list[ActiveMedication]:
         rx = stored.prescription

@@ -20,7 +20,7 @@ from services.prescribing.domain.model import ActiveMedication, Finding, Issued,
 from services.prescribing.domain.outcomes import AlreadyCancelled, Collision, Done, Duplicate, InState, Missing
 from services.kernel.drugs import Drug
 from tests.support.memory_prescribing import MemoryPrescriptionStore
-from tests.unit.prescribing.builders import draft, line
+from tests.support.drafts import draft, line
 
 CONTRACT_DB = 5
 NOW = datetime(2026, 11, 30, 2, tzinfo=timezone.utc)

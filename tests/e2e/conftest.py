@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from services.common import topology
 from services.common.config import CommonSettings
-from tests.integration.prescribing_fixtures import start_process, stop_process
+from tests.support.prescribing_fixtures import start_process, stop_process
 from tests.support import serving, wait_until
 
-SERVICES = ("prescribing", "pharmacy", "insurance")
 
 
 class System:
@@ -17,17 +17,12 @@ class System:
         self.procs: dict = {}
 
     def commands(self) -> dict[str, list[str]]:
-        commands = {}
-        for s in SERVICES:
-            commands[s] = ["-m", f"services.{s}.app"]
-            commands[f"{s}-relay"] = ["-m", "services.common.outbox_relay", s]
-            commands[f"{s}-worker"] = ["-m", f"services.{s}.worker", "worker", "-l", "warn", "--without-web"]
-        return commands
+        return {p.name: list(p.module_args) for p in topology.application()}
 
     def start(self, name: str) -> None:
         # Its own relay identity: a relay left by another test must not share its leases.
         self.procs[name] = start_process(self.commands()[name], env={"EPRX_REPLICA": "e2e"})
-        if name in SERVICES:
+        if name in topology.SERVICES:
             port = getattr(self.settings.ports, name)
             wait_until(lambda: serving(port) or self.procs[name].poll() is not None, timeout=60, message=name)
             assert self.procs[name].poll() is None, f"{name} died"

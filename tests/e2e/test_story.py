@@ -10,7 +10,7 @@ from eprescription.pharmacy.v1 import pharmacy_pb2
 from eprescription.prescribing.v1 import prescribing_pb2
 
 from demo.story import Story
-from tests.integration.prescribing_fixtures import output_of
+from tests.support.prescribing_fixtures import output_of
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.topics import CLAIMS_ADJUDICATED, DISPENSES
 from tests.support import read_topic, wait_until

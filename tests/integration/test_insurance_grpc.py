@@ -7,9 +7,9 @@ from eprescription.insurance.v1 import insurance_pb2 as pb
 
 from services.insurance.import_members import run as import_members
 from services.insurance.config import Settings
-from tests.integration.insurance_fixtures import new_member
-from tests.integration.prescribing_fixtures import auth
-from tests.integration.test_prescribing_grpc import fields_of, reason_of, refused
+from tests.support.insurance_fixtures import new_member
+from tests.support.prescribing_fixtures import auth
+from tests.support.rpc import fields_of, reason_of, refused
 
 NOV30 = common_pb2.Date(year=2026, month=11, day=30)
 

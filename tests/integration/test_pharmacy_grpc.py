@@ -9,10 +9,10 @@ from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 
 from services.common.events import new_envelope
 from services.pharmacy.worker import ledger_projection
-from tests.integration.insurance_fixtures import new_member
-from tests.integration.pharmacy_fixtures import ISSUED_AT, issued_event, signed_prescription
-from tests.integration.prescribing_fixtures import auth
-from tests.integration.test_prescribing_grpc import fields_of, reason_of, refused
+from tests.support.insurance_fixtures import new_member
+from tests.support.pharmacy_fixtures import ISSUED_AT, issued_event, signed_prescription
+from tests.support.prescribing_fixtures import auth
+from tests.support.rpc import fields_of, reason_of, refused
 
 COMPLETED = common_pb2.PRESCRIPTION_STATUS_COMPLETED
 

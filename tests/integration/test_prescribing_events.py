@@ -5,7 +5,6 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
 
 import grpc
 import pytest
@@ -18,12 +17,25 @@ from kafka import KafkaProducer
 from services.common.auth import Caller, Role, load_tokens
 from services.common.events import decode, new_envelope, payload_of, to_record
 from services.common.topics import DISPENSES, PRESCRIPTIONS
+from services.kernel.calendar import utc_now
 from services.prescribing.adapters.grpc_api import issue_command
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.domain.commands import CancelPrescription
-from tests import factories as f
-from tests.integration.prescribing_fixtures import output_of, prescribing_settings, start_process, stop_process
-from tests.support import eventually, free_port, random_citizen_id, read_topic, serving, wait_until
+from tests.support import (
+    eventually,
+    free_port,
+    random_citizen_id,
+    read_topic,
+    serving,
+    wait_until,
+)
+from tests.support import factories as f
+from tests.support.prescribing_fixtures import (
+    output_of,
+    prescribing_settings,
+    start_process,
+    stop_process,
+)
 
 HOSPITAL_A = Caller("test", Role.PRESCRIBER, "01001")
 
@@ -128,7 +140,7 @@ async def test_a_replay_rebuilds_the_read_models_to_the_same_state(handlers):
                                                    pharmacy_code="PH0001", lines=[events_pb2.DispensedLine(
                                                        line_number=1, drug_code="C08CA01-5T", quantity=qty)])
             record = to_record(new_envelope(event, key=code, producer="pharmacy", correlation_id="c",
-                                            occurred_at=datetime.now(timezone.utc)), DISPENSES)
+                                            occurred_at=utc_now()), DISPENSES)
             producer.send(DISPENSES, key=record.key, value=record.value, headers=list(record.headers))
         producer.flush()
         producer.close()

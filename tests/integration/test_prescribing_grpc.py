@@ -1,23 +1,22 @@
 """PrescribingService over a real channel, with the real Redis, Kafka, relay and worker:
 every RPC and every error path, with the status code and the field in the details."""
 import uuid
-from datetime import datetime, timezone
 
 import grpc
 import pytest
 from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 from eprescription.prescribing.v1 import prescribing_pb2 as pb
-from google.rpc import error_details_pb2
 from kafka import KafkaProducer
 
 from services.common import signatures
 from services.common.events import new_envelope, to_record
-from services.common.grpc_errors import details_of
 from services.common.topics import DISPENSES
-from tests import factories as f
-from tests.integration.prescribing_fixtures import auth, prescribing_settings
+from services.kernel.calendar import utc_now
 from tests.support import eventually, random_citizen_id
+from tests.support import factories as f
+from tests.support.prescribing_fixtures import auth, prescribing_settings
+from tests.support.rpc import fields_of, reason_of, refused
 
 pytestmark = pytest.mark.usefixtures("pipeline")
 ACTIVE = common_pb2.PRESCRIPTION_STATUS_ACTIVE
@@ -29,27 +28,6 @@ def draft_for(citizen_id, lines=None, **kw):
 
 def issue_request(d, **kw):
     return pb.IssuePrescriptionRequest(client_request_id=str(uuid.uuid4()), draft=d, **kw)
-
-
-async def refused(call, code):
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    assert err.value.code() == code, err.value.details()
-    return err.value
-
-
-def fields_of(error):
-    names = []
-    for detail in details_of(error):
-        if isinstance(detail, error_details_pb2.BadRequest):
-            names += [v.field for v in detail.field_violations]
-        if isinstance(detail, error_details_pb2.PreconditionFailure):
-            names += [v.subject for v in detail.violations]
-    return names
-
-
-def reason_of(error):
-    return next(d.reason for d in details_of(error) if isinstance(d, error_details_pb2.ErrorInfo))
 
 
 async def listed(stub, tokens, citizen_id, code):
@@ -229,7 +207,7 @@ async def test_the_medication_list_spans_facilities_and_follows_dispenses(prescr
         dispense_id=str(uuid.uuid4()), prescription_code=b.code, pharmacy_code="PH0001",
         lines=[events_pb2.DispensedLine(line_number=1, drug_code="C08CA01-5T", quantity=10, unit_price_vnd=7900)])
     envelope = new_envelope(dispensed, key=b.code, producer="pharmacy", correlation_id="t",
-                            occurred_at=datetime.now(timezone.utc))
+                            occurred_at=utc_now())
     record = to_record(envelope, DISPENSES)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     for _ in range(2):  # delivered twice, counted once

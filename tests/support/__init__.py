@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
-from kafka import KafkaConsumer, TopicPartition
+from services.common.topic_reader import read_to_end
 
 T = TypeVar("T")
 
@@ -22,29 +22,15 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: f
 
 
 def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 30.0) -> list:
-    """Every record of the topic from the beginning, once at least `at_least` are there and the
-    consumer has reached the end offsets."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=500)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        assert partitions, f"topic {topic} does not exist"
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        records: list = []
-        deadline = time.monotonic() + timeout
-        while True:
-            batch = consumer.poll(timeout_ms=200)
-            for part in batch.values():
-                records.extend(part)
-            ends = consumer.end_offsets(partitions)
-            at_end = all(consumer.position(tp) >= ends[tp] for tp in partitions)
-            if at_end and len(records) >= at_least:
-                return records
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: {len(records)} records after {timeout}s, wanted {at_least}")
-    finally:
-        consumer.close()
+    """Every record of the topic from the beginning, once at least `at_least` are there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(read_to_end(bootstrap, topic))
+        if len(records) >= at_least:
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{topic}: {len(records)} records after {timeout}s, wanted {at_least}")
+        time.sleep(0.2)
 
 
 async def eventually(condition, *, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
@@ -67,13 +53,12 @@ def random_citizen_id() -> str:
 
 def publish(bootstrap: str, topic: str, payload, key: str, *, event_id: str | None = None):
     """Puts one event on a topic as a producing service would; returns its envelope."""
-    from datetime import datetime, timezone
-
     from kafka import KafkaProducer
 
     from services.common.events import new_envelope, to_record
+    from services.kernel.calendar import utc_now
     envelope = new_envelope(payload, key=key, producer="test", correlation_id="test",
-                            occurred_at=datetime.now(timezone.utc), event_id=event_id)
+                            occurred_at=utc_now(), event_id=event_id)
     record = to_record(envelope, topic)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:

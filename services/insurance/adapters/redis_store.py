@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, fields
 from datetime import date, datetime, timezone
 
+from services.common.scripts import lua
 from services.insurance.domain.adjudication import Adjudication, LineDecision, PrescribedLine, QuotedLine
 from services.insurance.domain.alerts import WINDOW, ControlledPrescription
 from services.insurance.domain.identifiers import Identifier
@@ -15,30 +16,6 @@ from services.insurance.domain.state import YearState
 
 P = "insurance"
 QUOTE_TTL_SECONDS = 30 * 24 * 3600
-
-# Writes a member and its identifiers, refusing a citizen ID that belongs to someone else.
-# Card periods merge: the same card code and start date is the same period.
-_UPSERT_MEMBER = """
-local owner = redis.call('GET', KEYS[2])
-if owner and owner ~= ARGV[1] then return {'conflict', owner} end
-local current = redis.call('GET', KEYS[1])
-local member = cjson.decode(ARGV[2])
-if current then
-  local old = cjson.decode(current)
-  local seen = {}
-  for _, c in ipairs(member.cards) do seen[c.card_code .. '|' .. c.valid_from] = true end
-  for _, c in ipairs(old.cards) do
-    if not seen[c.card_code .. '|' .. c.valid_from] then table.insert(member.cards, c) end
-  end
-end
-local encoded = cjson.encode(member)
-local changed = (encoded ~= current) and 1 or 0
-redis.call('SET', KEYS[1], encoded)
-redis.call('SET', KEYS[2], ARGV[1])
-for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
-return {changed == 1 and 'changed' or 'same'}
-"""
-
 
 def _member_json(m: Member) -> str:
     doc = {"member_id": m.member_id, "citizen_id": m.citizen_id, "full_name": m.full_name,
@@ -90,7 +67,7 @@ def _year_from_json(raw: bytes) -> YearState:
 class RedisInsuranceStore:
     def __init__(self, redis):
         self.redis = redis
-        self._upsert = redis.register_script(_UPSERT_MEMBER)
+        self._upsert = redis.register_script(lua(__file__, "upsert_member"))
 
     # Members
 
@@ -102,9 +79,8 @@ class RedisInsuranceStore:
         """('changed' | 'same' | 'conflict', detail)."""
         keys = [self._member_key(member.member_id), f"{P}:idx:cccd:{member.citizen_id}"]
         keys += [f"{P}:idx:card:{c.card_code}" for c in member.cards]
-        reply = await self._upsert(keys=keys, args=[member.member_id, _member_json(member)])
-        parts = [p.decode() if isinstance(p, bytes) else str(p) for p in reply]
-        return parts[0], (parts[1] if len(parts) > 1 else "")
+        answer = json.loads(await self._upsert(keys=keys, args=[member.member_id, _member_json(member)]))
+        return answer["outcome"], answer.get("owner", "")
 
     async def member(self, ssn: str) -> Member | None:
         raw = await self.redis.get(self._member_key(ssn))

@@ -11,7 +11,8 @@ import json
 from dataclasses import asdict
 from datetime import datetime
 
-from services.common.outbox import OutboxLayout, OutboxScript, lua
+from services.common.outbox import OutboxLayout, OutboxScript
+from services.common.scripts import lua
 from services.pharmacy.adapters import events
 from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
                                                  DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,

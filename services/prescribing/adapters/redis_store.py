@@ -12,7 +12,8 @@ import json
 from datetime import date
 from decimal import Decimal
 
-from services.common.outbox import OutboxLayout, OutboxScript, lua
+from services.common.outbox import OutboxLayout, OutboxScript
+from services.common.scripts import lua
 from services.prescribing.adapters import documents, events
 from services.prescribing.domain.events import Event
 from services.prescribing.domain.outcomes import (AlreadyCancelled, Collision, Done, Duplicate, InState, Missing,

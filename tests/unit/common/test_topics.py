@@ -12,7 +12,9 @@ def test_every_event_topic_and_its_dead_letter_topic_is_declared():
 def test_event_topics_keep_everything_for_replays_and_follow_the_cluster_settings():
     settings = CommonSettings.from_env({"EPRX_TOPIC_PARTITIONS": "12", "EPRX_REPLICATION_FACTOR": "3",
                                         "EPRX_MIN_INSYNC_REPLICAS": "2"})
-    for spec in platform_topics(settings):
+    specs = platform_topics(settings)
+    assert {"rx.prescriptions.v1", "rx.claims.v1", "rx.claims.v1.dlq"} <= {spec.name for spec in specs}
+    for spec in specs:
         assert (spec.partitions, spec.replication_factor) == (12, 3)
         assert spec.configs()["min.insync.replicas"] == "2"
         if not spec.name.endswith(".dlq"):

@@ -6,7 +6,7 @@ from datetime import date
 from services.insurance.domain import adjudication as adj
 from services.insurance.domain.adjudication import Claim, ClaimLine, PrescribedLine, QuotedLine
 from services.insurance.domain.state import MemberState, YearState
-from tests.unit.insurance.conftest import member
+from tests.support.members import member
 
 NOV = date(2026, 11, 30)
 AUGMENTIN = PrescribedLine(1, "J01CR02-1GT", 28, ("amoxicillin", "clavulanic acid"))

@@ -14,7 +14,7 @@ from services.insurance.domain.state import MemberState
 from services.insurance.handlers import Dependencies, Insurance
 from tests.support import eventually
 from tests.support.memory_insurance import MemoryInsuranceStore
-from tests.unit.insurance.conftest import member
+from tests.support.members import member
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
@@ -23,9 +23,13 @@ class Worker:
     """A worker app built with an in-memory store; what it publishes is collected."""
 
     def __init__(self, rules, verifier=None):
-        self.store, self.sent = MemoryInsuranceStore(), []
+        self.store, self.sent, self.dead = MemoryInsuranceStore(), [], []
         handlers = Insurance(Dependencies(self.store, rules, lambda: NOW, signatures=verifier))
-        self.app = worker.build(Settings.from_env(), handlers=lambda: handlers, publish=self.publish)
+        self.app = worker.build(Settings.from_env(), handlers=lambda: handlers, publish=self.publish,
+                                dead_letters=lambda app, consumer: self)
+
+    async def send(self, event, error):  # the dead-letter topic
+        self.dead.append((event.value, f"{type(error).__name__}: {error}"))
 
     async def publish(self, events):
         self.sent.extend(encode(e) for e in events)
@@ -128,3 +132,23 @@ def test_a_member_s_changelog_partition_is_the_one_kafka_gives_its_key():
     keys = [f"{n:010d}".encode() for n in range(0, 10_000_000_000, 97_654_321)]
     assert {kafka_partition(k, 12) for k in keys} == set(range(12))
     assert all(kafka_partition(k, 12) == DefaultPartitioner()(k, list(range(12)), list(range(12))) for k in keys)
+
+
+async def test_the_adjudicator_dead_letters_what_it_cannot_use_and_goes_on(rules):
+    w = Worker(rules)
+    m = member(4)
+    w.store.members[m.member_id] = m
+    misplaced = new_envelope(events_pb2.PrescriptionCancelled(code="01001abcdefg-c", reason="x"), key=m.member_id,
+                             producer="t", correlation_id="c", occurred_at=NOW).SerializeToString()
+    async with w.agent(worker.ADJUDICATOR).test_context() as agent:
+        await agent.put(b"\x00garbage", key=m.member_id.encode())
+        await agent.put(misplaced, key=m.member_id.encode())
+        keyless = submitted(m.member_id, m.cards[0].card_code, "c1", "d1", 696_000)
+        await agent.put(keyless, key=b"")
+        await agent.put(submitted(m.member_id, m.cards[0].card_code, "c2", "d2", 696_000), key=m.member_id.encode())
+        await eventually(w.count(1), message="the good claim's outcome")
+    assert [value for value, _ in w.dead] == [b"\x00garbage", misplaced, keyless]
+    errors = [error for _, error in w.dead]
+    assert "not an EventEnvelope" in errors[0] and "does not belong on the claims topic" in errors[1]
+    assert "needs the member id as its key" in errors[2]
+    assert payload_of(decode(w.sent[0].value)).claim_id == "c2"

@@ -4,7 +4,7 @@ from datetime import date
 import pytest
 
 from services.insurance.domain.coverage import LineInput, div_round_half_up, split
-from tests.unit.insurance.conftest import member
+from tests.support.members import member
 
 NOV = date(2026, 11, 30)
 

@@ -5,7 +5,7 @@ import pytest
 
 from services.common.reference_files import ReferenceDataError
 from services.insurance.adapters import members_csv, reference_data
-from tests.unit.insurance.conftest import REFERENCE
+from tests.support.members import REFERENCE
 
 HEADER = ",".join(members_csv.COLUMNS)
 GOOD = "DN4010123456789,0123456789,001203004567,Nguyễn Văn An,1980-05-17,male,2026-01-01,2026-12-31,01001,,2019-01-01"

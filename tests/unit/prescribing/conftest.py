@@ -1,11 +1,10 @@
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from services.prescribing.adapters import reference_data
 
-REFERENCE = Path(__file__).resolve().parents[3] / "reference" / "v1"
+from tests.support.members import REFERENCE
 TODAY = date(2026, 11, 30)
 
 

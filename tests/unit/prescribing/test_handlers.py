@@ -17,7 +17,7 @@ from services.prescribing.domain.events import DispenseRecorded, PrescriptionCan
 from services.prescribing.domain.model import Diagnosis, InvalidState, NotPermitted, RequestConflict
 from services.prescribing.handlers import Dependencies, Prescribing
 from tests.support.memory_prescribing import MemoryPrescriptionStore
-from tests.unit.prescribing.builders import draft
+from tests.support.drafts import draft
 
 NOW = datetime(2026, 11, 30, 2, tzinfo=timezone.utc)
 
@@ -80,3 +80,15 @@ async def test_only_the_issuing_facility_sees_an_hiv_patient(world):
     assert not (await handlers.get(GetPrescription(code, "01001"))).identity_hidden
     assert (await handlers.get(GetPrescription(code, "79001"))).identity_hidden
     assert (await handlers.get(GetPrescription(code, None))).identity_hidden
+
+
+async def test_a_code_already_taken_is_drawn_again_and_a_full_run_of_collisions_fails_cleanly(world, monkeypatch):
+    handlers, store, _ = world
+    taken = (await handlers.issue(issue())).prescription.code
+    drawn = iter([taken, taken, "01001fresh01-c"])
+    monkeypatch.setattr("services.prescribing.handlers.codes.new_code", lambda facility, rx_type: next(drawn))
+    assert (await handlers.issue(issue(request_id="r2"))).prescription.code == "01001fresh01-c"
+    monkeypatch.setattr("services.prescribing.handlers.codes.new_code", lambda facility, rx_type: taken)
+    with pytest.raises(RuntimeError, match="no free prescription code"):
+        await handlers.issue(issue(request_id="r3"))
+    assert await store.prior("01001", "r3") is None and len(store.outbox) == 2

@@ -4,7 +4,7 @@ import pytest
 
 from services.common.reference_files import ReferenceDataError
 from services.prescribing.adapters import reference_data
-from tests.unit.prescribing.conftest import REFERENCE
+from tests.support.members import REFERENCE
 
 
 def test_the_shipped_reference_data_is_complete(ref):

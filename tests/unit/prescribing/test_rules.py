@@ -8,7 +8,7 @@ import pytest
 from services.prescribing.adapters.reference_data import icd10_is_valid
 from services.prescribing.domain import rules
 from services.prescribing.domain.model import PatientId, RxType, Sex
-from tests.unit.prescribing.builders import ADULT, CLINIC, ONCOLOGY, batch, child, draft, line
+from tests.support.drafts import ADULT, CLINIC, ONCOLOGY, batch, child, draft, line
 
 TODAY = date(2026, 11, 30)
 

@@ -4,7 +4,7 @@ from datetime import date
 from services.prescribing.domain import safety
 from services.prescribing.domain.model import ActiveMedication, Severity, Status
 from services.prescribing.domain.rules import daily_mg
-from tests.unit.prescribing.builders import line
+from tests.support.drafts import line
 
 TODAY = date(2026, 11, 30)
 

@@ -13,7 +13,7 @@ from services.insurance.adapters.redis_store import RedisInsuranceStore
 from services.insurance.bootstrap import bootstrap
 from services.insurance.config import Settings
 from services.insurance.domain.model import CardPeriod, Member
-from tests.integration.prescribing_fixtures import Clock, in_process_server, start_process, stop_process
+from tests.support.prescribing_fixtures import Clock, in_process_server, start_process, stop_process
 from tests.support import random_digits
 
 

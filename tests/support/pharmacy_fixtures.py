@@ -24,7 +24,7 @@ from services.pharmacy.adapters.grpc_api import SERVICE_NAME, PharmacyServicer, 
 from services.pharmacy.adapters.insurance_client import InsuranceClient
 from services.pharmacy.bootstrap import bootstrap
 from services.pharmacy.config import Settings
-from tests.integration.prescribing_fixtures import Clock, prescribing_settings
+from tests.support.prescribing_fixtures import Clock, prescribing_settings
 from tests.support import random_citizen_id
 
 ISSUED_AT = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)

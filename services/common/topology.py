@@ -1,0 +1,24 @@
+"""The processes that make up the platform beside Kafka and Redis: one list, read by the
+local supervisor and by the end-to-end tests, so both run the same system."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SERVICES = ("prescribing", "pharmacy", "insurance")
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    module_args: tuple[str, ...]      # what follows `python`
+    grpc_service: str | None = None   # the service whose gRPC port tells it is ready
+
+
+def application() -> list[Process]:
+    processes = []
+    for service in SERVICES:
+        processes.append(Process(service, ("-m", f"services.{service}.app"), service))
+        processes.append(Process(f"{service}-relay", ("-m", "services.common.outbox_relay", service)))
+        processes.append(Process(f"{service}-worker",
+                                 ("-m", f"services.{service}.worker", "worker", "-l", "warn", "--without-web")))
+    return processes
