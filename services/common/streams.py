@@ -196,3 +196,13 @@ class EnvelopeProcessor:
             return "handled"
         finally:
             correlation_id.reset(token)
+
+
+async def process_in_order(app: faust.App, consumer: str, stream, handle: Handler, *,
+                           dead_letters: Callable[[faust.App, str], DeadLetters] = DeadLetters) -> None:
+    """Every event of an agent's stream through the envelope processor, one at a time in
+    partition order. The in-memory de-duplication only spares idempotent handlers the
+    redeliveries of a rebalance."""
+    processor = EnvelopeProcessor(consumer, MemoryDeduplicator(), dead_letters(app, consumer))
+    async for event in stream.events():
+        await processor.process(event, handle)

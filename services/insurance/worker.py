@@ -14,7 +14,7 @@ from typing import Awaitable, Callable
 import faust
 
 from services.common.streams import (DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, keyed_table,
-                                     source_topic)
+                                     process_in_order, source_topic)
 from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS
 from services.insurance.adapters.events import decode_claim_event, decode_prescription_event, encode
 from services.insurance.bootstrap import bootstrap
@@ -90,16 +90,13 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
     @app.agent(source_topic(app, PRESCRIPTIONS), name=PRESCRIPTION_WATCHER)
     async def watch_prescriptions(stream):
         h = make_handlers()
-        processor = EnvelopeProcessor(PRESCRIPTION_WATCHER, MemoryDeduplicator(),
-                                      dead_letters(app, PRESCRIPTION_WATCHER))
 
         async def handle(envelope) -> None:
             issued = decode_prescription_event(envelope)
             if issued is not None:
                 await send(await h.on_prescription_issued(issued))
 
-        async for event in stream.events():
-            await processor.process(event, handle)
+        await process_in_order(app, PRESCRIPTION_WATCHER, stream, handle, dead_letters=dead_letters)
 
     return app
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-PATTERN = re.compile(r"^[0-9a-z]{5}[0-9a-z]{7}-[cnhy]$")
+BODY = r"[0-9a-z]{5}[0-9a-z]{7}-[cnhy]"   # for patterns that hold a code, such as a dispense id
+PATTERN = re.compile(f"^{BODY}$")
 FORMAT = "a prescription code is 5 facility characters, 7 of [0-9a-z], '-' and c, n, h or y"
 
 

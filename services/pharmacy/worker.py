@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import faust
 
-from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
+from services.common.streams import create_app, process_in_order, source_topic
 from services.common.topics import PRESCRIPTIONS
 from services.pharmacy.adapters.events import decode_prescription_event
 from services.pharmacy.bootstrap import bootstrap
@@ -32,11 +32,7 @@ def build(settings: Settings) -> faust.App:
 
     @app.agent(source_topic(app, PRESCRIPTIONS), name="pharmacy-build-ledger")
     async def build_ledger(stream):
-        handlers, _ = bootstrap(settings)
-        processor = EnvelopeProcessor(CONSUMER, MemoryDeduplicator(), DeadLetters(app, CONSUMER))
-        project = ledger_projection(handlers)
-        async for event in stream.events():
-            await processor.process(event, project)
+        await process_in_order(app, CONSUMER, stream, ledger_projection(bootstrap(settings)[0]))
 
     return app
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import faust
 
-from services.common.streams import DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, source_topic
+from services.common.streams import create_app, process_in_order, source_topic
 from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.adapters import events
 from services.prescribing.bootstrap import bootstrap
@@ -32,13 +32,8 @@ def build(settings: Settings) -> faust.App:
     app = create_app("prescribing", settings.common)
 
     async def consume(stream):
-        # The projections are idempotent (versions, applied-event sets); the in-memory
-        # de-duplication only spares them the redeliveries of a rebalance.
-        handlers, _ = bootstrap(settings)
-        processor = EnvelopeProcessor(CONSUMER, MemoryDeduplicator(), DeadLetters(app, CONSUMER))
-        project = projection(handlers)
-        async for event in stream.events():
-            await processor.process(event, project)
+        # The projections are idempotent (versions, applied-event sets).
+        await process_in_order(app, CONSUMER, stream, projection(bootstrap(settings)[0]))
 
     @app.agent(source_topic(app, PRESCRIPTIONS), name="prescribing-project-prescriptions")
     async def project_prescriptions(stream):

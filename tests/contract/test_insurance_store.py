@@ -6,9 +6,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-import redis.asyncio
 
-from services.common.config import CommonSettings
 from services.insurance.adapters.redis_store import RedisInsuranceStore
 from services.insurance.domain.adjudication import Adjudication, LineDecision, PrescribedLine, QuotedLine
 from services.insurance.domain.alerts import ControlledPrescription
@@ -16,6 +14,7 @@ from services.insurance.domain.identifiers import Identifier
 from services.insurance.domain.model import CardPeriod, Member
 from services.insurance.domain.state import YearState
 from tests.support import random_digits
+from tests.support import empty_redis_database
 from tests.support.memory_insurance import MemoryInsuranceStore
 
 CONTRACT_DB = 4
@@ -27,11 +26,8 @@ async def store(request):
     if request.param == "memory":
         yield MemoryInsuranceStore()
         return
-    client = redis.asyncio.Redis.from_url(CommonSettings.from_env().redis_url, db=CONTRACT_DB, protocol=3)
-    await client.flushdb()
-    yield RedisInsuranceStore(client)
-    await client.flushdb()
-    await client.aclose()
+    async with empty_redis_database(CONTRACT_DB) as client:
+        yield RedisInsuranceStore(client)
 
 
 def member(card_from=date(2026, 1, 1), ssn=None, cccd=None) -> Member:

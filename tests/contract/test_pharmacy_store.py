@@ -6,11 +6,9 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-import redis.asyncio
 from eprescription.common.v1 import common_pb2
 
 from services.common import dates
-from services.common.config import CommonSettings
 from services.kernel.drugs import Drug
 from services.pharmacy.adapters.events import prescription_of, wire_form
 from services.pharmacy.adapters.redis_store import RedisLedgerStore
@@ -20,6 +18,7 @@ from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed
                                                  RecordMissing, Reversed, StateChanged)
 from services.pharmacy.domain.errors import Refused
 from services.pharmacy.domain.model import Quote, QuotedAmounts, SoldLine
+from tests.support import empty_redis_database
 from tests.support.memory_pharmacy import MemoryLedgerStore
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
@@ -55,11 +54,8 @@ async def backend(request):
     if request.param == "memory":
         yield MemoryBackend()
         return
-    client = redis.asyncio.Redis.from_url(CommonSettings.from_env().redis_url, db=CONTRACT_DB, protocol=3)
-    await client.flushdb()
-    yield RedisBackend(client)
-    await client.flushdb()
-    await client.aclose()
+    async with empty_redis_database(CONTRACT_DB) as client:
+        yield RedisBackend(client)
 
 
 def prescription(*lines, valid_until=date(2026, 12, 4), batch=None):

@@ -8,9 +8,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
-import redis.asyncio
 
-from services.common.config import CommonSettings
 from services.kernel.status import Status
 from services.prescribing.adapters import documents
 from services.prescribing.adapters.redis_store import RedisPrescriptionStore
@@ -19,6 +17,7 @@ from services.prescribing.domain.model import ActiveMedication, Finding, Issued,
     RegisteredPrescriber, Severity
 from services.prescribing.domain.outcomes import AlreadyCancelled, Collision, Done, Duplicate, InState, Missing
 from services.kernel.drugs import Drug
+from tests.support import empty_redis_database
 from tests.support.memory_prescribing import MemoryPrescriptionStore
 from tests.support.drafts import draft, line
 
@@ -50,11 +49,8 @@ async def backend(request):
     if request.param == "memory":
         yield MemoryBackend()
         return
-    client = redis.asyncio.Redis.from_url(CommonSettings.from_env().redis_url, db=CONTRACT_DB, protocol=3)
-    await client.flushdb()
-    yield RedisBackend(client)
-    await client.flushdb()
-    await client.aclose()
+    async with empty_redis_database(CONTRACT_DB) as client:
+        yield RedisBackend(client)
 
 
 def issued(code=None, replaces="", quantity=20) -> Issued:

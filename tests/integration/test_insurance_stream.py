@@ -84,7 +84,10 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
     exempt = claim(member, code, fund=15_000_000)
     for c in second + [duplicate, exempt]:
         publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
-    after = adjudications(settings, [c.claim_id for c in second + [duplicate, exempt]], 5)
+    try:
+        after = adjudications(settings, [c.claim_id for c in second + [duplicate, exempt]], 5)
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; the restarted worker said: {output_of(insurance_worker['proc'])[-4000:]}")
     last = after[exempt.claim_id][-1][1]
     assert last.copay_exempt and last.fund_total_vnd == 15_000_000 and last.lines[0].copay_vnd == 0
     rejected = after[duplicate.claim_id][-1][1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import asynccontextmanager
 from typing import Callable, TypeVar
 
 from services.common.topic_reader import read_to_end
@@ -83,3 +84,19 @@ def free_port() -> int:
 def serving(port: int) -> bool:
     from services.common.grpc_server import is_serving
     return is_serving(f"127.0.0.1:{port}")
+
+
+@asynccontextmanager
+async def empty_redis_database(db: int):
+    """A Redis database of its own (the test Redis), empty before and after: what a test
+    writes there no relay ships and no other test reads."""
+    import redis.asyncio
+
+    from services.common.config import CommonSettings
+    client = redis.asyncio.Redis.from_url(CommonSettings.from_env().redis_url, db=db, protocol=3)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()

@@ -23,7 +23,7 @@ from services.pharmacy.domain.model import (DispenseRecord, DispenseResult, Ledg
 
 REVERSAL_WINDOW = timedelta(hours=24)
 MAX_IDEMPOTENCY_KEY = 128
-DISPENSE_ID = re.compile(r"^d-([0-9a-z]{12}-[cnhy])-[0-9a-f]{16}$")
+DISPENSE_ID = re.compile(rf"^d-({codes.BODY})-[0-9a-f]{{16}}$")
 
 # Rules that depend on the ledger's state: checked on the ledger as read and again where it
 # is written. The store names the rule; the message is the domain's.
