@@ -8,7 +8,6 @@ arguments as one JSON object and answer one; `_decode` reads every answer."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from datetime import datetime
 
 from services.common.outbox import OutboxLayout, OutboxScript
@@ -32,25 +31,28 @@ def _remaining(raw) -> dict[int, int]:
 
 
 def receipt_json(receipt: Receipt) -> str:
-    return json.dumps(asdict(receipt), sort_keys=True)
+    return json.dumps({"dispense_id": receipt.dispense_id, "claim_id": receipt.claim_id,
+                       "lines": [[l.line_number, l.quantity, l.insured_vnd, l.fund_vnd, l.patient_vnd]
+                                 for l in receipt.lines]})
 
 
 def receipt_of(raw) -> Receipt:
     d = json.loads(raw)
-    return Receipt(d["dispense_id"], d["claim_id"], tuple(ReceiptLine(**line) for line in d["lines"]))
+    return Receipt(d["dispense_id"], d["claim_id"], tuple(ReceiptLine(*line) for line in d["lines"]))
 
 
 def record_json(record: DispenseRecord) -> str:
     return json.dumps({"dispense_id": record.dispense_id, "code": record.code, "pharmacy": record.pharmacy,
                        "dispensed_at": record.dispensed_at.isoformat(), "claim_id": record.claim_id,
-                       "member_id": record.member_id, "lines": [asdict(line) for line in record.lines]},
-                      sort_keys=True)
+                       "member_id": record.member_id,
+                       "lines": [[l.line_number, l.drug_code, l.quantity, l.unit_price_vnd, l.substitution]
+                                 for l in record.lines]})
 
 
 def record_of(raw, reversed_at=None) -> DispenseRecord:
     d = json.loads(raw)
     return DispenseRecord(d["dispense_id"], d["code"], d["pharmacy"], datetime.fromisoformat(d["dispensed_at"]),
-                          d["claim_id"], d["member_id"], tuple(SoldLine(**line) for line in d["lines"]),
+                          d["claim_id"], d["member_id"], tuple(SoldLine(*line) for line in d["lines"]),
                           datetime.fromisoformat(_text(reversed_at)) if reversed_at else None)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from services.pharmacy.domain.model import SoldLine
 
@@ -24,9 +24,9 @@ class DispenseMedication:
 
     def fingerprint(self) -> str:
         """The same request sent again has the same fingerprint, whoever sends it."""
-        body = {"code": self.code, "key": self.idempotency_key, "card": self.bhyt_card,
-                "lines": [asdict(line) for line in self.lines]}
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        body = [self.code, self.idempotency_key, self.bhyt_card,
+                [[l.line_number, l.drug_code, l.quantity, l.unit_price_vnd, l.substitution] for l in self.lines]]
+        return hashlib.sha256(json.dumps(body).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

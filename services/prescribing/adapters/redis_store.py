@@ -7,7 +7,6 @@ facility, so any code leads to its shard. The scripts are in lua/, take their ar
 one JSON object and answer one; `_decode` reads every answer."""
 from __future__ import annotations
 
-import base64
 import json
 from datetime import date
 from decimal import Decimal
@@ -25,17 +24,10 @@ SERVICE = "prescribing"
 READ_PREFIX = "prescribing:read"
 
 
-def issued_json(issued: Issued) -> str:
-    return json.dumps({"document": base64.b64encode(issued.prescription.document).decode(),
-                       "warnings": [{"rule": f.rule, "severity": int(f.severity), "drugs": list(f.drug_codes),
-                                     "message": f.message} for f in issued.warnings]}, sort_keys=True)
-
-
-def issued_of(raw) -> Issued:
-    d = json.loads(raw)
-    return Issued(documents.prescription_of(base64.b64decode(d["document"])),
-                  tuple(Finding(w["rule"], Severity(w["severity"]), tuple(w["drugs"]), w["message"])
-                        for w in d["warnings"]))
+def answer_json(issued: Issued) -> str:
+    """What a retry needs besides the prescription itself (kept once, under its code)."""
+    return json.dumps({"code": issued.prescription.code,
+                       "warnings": [[f.rule, int(f.severity), list(f.drug_codes), f.message] for f in issued.warnings]})
 
 
 def _decode(reply) -> dict:
@@ -45,22 +37,7 @@ def _decode(reply) -> dict:
     return answer
 
 
-def _outcome(reply) -> Outcome:
-    answer = _decode(reply)
-    match answer["outcome"]:
-        case "done":
-            return Done()
-        case "duplicate":
-            return Duplicate(answer["fingerprint"], issued_of(answer["response"]) if answer.get("response") else None)
-        case "collision":
-            return Collision()
-        case "missing":
-            return Missing()
-        case "state":
-            return InState(answer["status"])
-        case "already":
-            return AlreadyCancelled()
-    raise ValueError(f"unknown outcome {answer!r}")
+_OUTCOMES = {"done": Done, "collision": Collision, "missing": Missing, "already": AlreadyCancelled}
 
 
 class RedisPrescriptionStore:
@@ -86,7 +63,7 @@ class RedisPrescriptionStore:
 
     def _new(self, fingerprint: str, issued: Issued, **more) -> list:
         rx = issued.prescription
-        args = json.dumps({"fingerprint": fingerprint, "response": issued_json(issued),
+        args = json.dumps({"fingerprint": fingerprint, "response": answer_json(issued),
                            "valid_until": rx.valid_until.isoformat(), "patient_key": rx.patient_key,
                            "prescribed": json.dumps({str(n): q for n, q in sorted(rx.prescribed.items())}), **more})
         return [args, rx.document]
@@ -95,7 +72,8 @@ class RedisPrescriptionStore:
                     records: list[Event]) -> Outcome:
         shard = self._shard(facility)
         keys = [self.layout.stream(shard), self._rx_key(issued.prescription.code), self._req_key(facility, request_id)]
-        return _outcome(await self._issue(keys, self._new(fingerprint, issued), [events.encode(e) for e in records]))
+        return await self._outcome(await self._issue(keys, self._new(fingerprint, issued),
+                                                     [events.encode(e) for e in records]))
 
     async def replace(self, *, facility: str, request_id: str, fingerprint: str, old_code: str, issued: Issued,
                       records: list[Event]) -> Outcome:
@@ -104,17 +82,38 @@ class RedisPrescriptionStore:
         keys = [self.layout.stream(shard), self._rx_key(old_code), self._rx_key(new_code),
                 self._req_key(facility, request_id)]
         args = self._new(fingerprint, issued, replacement=new_code)
-        return _outcome(await self._replace(keys, args, [events.encode(e) for e in records]))
+        return await self._outcome(await self._replace(keys, args, [events.encode(e) for e in records]))
 
     async def cancel(self, *, code: str, reason: str, records: list[Event]) -> Outcome:
         shard = self._shard(code[:5])
-        return _outcome(await self._cancel([self.layout.stream(shard), self._rx_key(code)],
+        return await self._outcome(await self._cancel([self.layout.stream(shard), self._rx_key(code)],
                                            [json.dumps({"reason": reason})], [events.encode(e) for e in records]))
 
     async def prior(self, facility: str, request_id: str) -> Duplicate | None:
         """The fingerprint and answer of an earlier request with this id, if any."""
         fp, response = await self._redis.hmget(self._req_key(facility, request_id), ["fp", "response"])
-        return None if fp is None else Duplicate(fp.decode(), issued_of(response) if response else None)
+        return None if fp is None else await self._duplicate(fp.decode(), response)
+
+    async def _duplicate(self, fingerprint: str, response) -> Duplicate:
+        """The first answer, with the prescription it issued read back from its code."""
+        if not response:
+            return Duplicate(fingerprint, None)
+        answer = json.loads(response)
+        stored = await self.get(answer["code"])
+        warnings = tuple(Finding(rule, Severity(severity), tuple(drugs), message)
+                         for rule, severity, drugs, message in answer["warnings"])
+        return Duplicate(fingerprint, Issued(stored.prescription, warnings) if stored else None)
+
+    async def _outcome(self, reply) -> Outcome:
+        answer = _decode(reply)
+        match answer["outcome"]:
+            case "duplicate":
+                return await self._duplicate(answer["fingerprint"], answer.get("response"))
+            case "state":
+                return InState(answer["status"])
+            case outcome if outcome in _OUTCOMES:
+                return _OUTCOMES[outcome]()
+        raise ValueError(f"unknown outcome {answer!r}")
 
     async def get(self, code: str) -> StoredPrescription | None:
         fields = await self._redis.hgetall(self._rx_key(code))
