@@ -106,6 +106,10 @@ class CommonSettings:
     log_format: str
     log_level: str
     log_mask_key: str | None
+    max_concurrent_rpcs: int = 200  # per gRPC server; beyond it a call gets RESOURCE_EXHAUSTED
+    redis_pool_size: int = 64       # connections per process; a call waits for a free one
+    redis_pool_timeout: float = 2.0           # seconds to wait for a connection, then UNAVAILABLE
+    redis_socket_timeout: float = 5.0         # seconds for Redis to answer one command
     replica: str = "0"              # tells replicas of one process apart (relay leases, e2e runs)
     crash_at: str = ""              # a named crash point, armed only by reliability tests
     profile_dir: Path | None = None  # where a gRPC service writes cProfile stats on stop (benchmarks)
@@ -135,6 +139,10 @@ class CommonSettings:
             log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             log_mask_key=env.raw("LOG_MASK_KEY"),
+            max_concurrent_rpcs=env.integer("MAX_CONCURRENT_RPCS", 200, minimum=1, maximum=100_000),
+            redis_pool_size=env.integer("REDIS_POOL_SIZE", 64, minimum=1, maximum=10_000),
+            redis_pool_timeout=env.number("REDIS_POOL_TIMEOUT_SECONDS", 2.0),
+            redis_socket_timeout=env.number("REDIS_SOCKET_TIMEOUT_SECONDS", 5.0),
             replica=env.text("REPLICA", "0"),
             crash_at=env.text("CRASH_AT", ""),
             profile_dir=env.path("PROFILE_DIR", None),

@@ -9,12 +9,16 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import grpc
+import redis.exceptions
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import limits
 from services.common.auth import AuthenticationError, Authenticator, Caller, Role
+from services.common.grpc_errors import FieldViolation, RpcFailure
 from services.common.logging import correlation_id, new_correlation_id
+from services.common.outbox import EventTooLarge
 from services.common.request_context import current_caller
 
 log = structlog.get_logger("grpc")
@@ -22,6 +26,29 @@ log = structlog.get_logger("grpc")
 CORRELATION_HEADER = "x-correlation-id"
 # Probes and discovery need no credential.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+DEFAULT_MAX_CONCURRENT_RPCS = 200
+# A backend that did not answer: the client may retry the same request (same idempotency key
+# or client request id); it was applied at most once.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError,
+)
+
+
+def _bounds_failure(found: list[limits.Violation]) -> RpcFailure:
+    first = found[0]
+    return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"{first.field}: {first.message}", first.rule,
+                      tuple(FieldViolation(v.field, f"{v.rule}: {v.message}") for v in found))
+
+
+def _unavailable(cid: str) -> RpcFailure:
+    return RpcFailure(grpc.StatusCode.UNAVAILABLE,
+                      f"a backend did not answer; retry the same request (correlation id {cid})",
+                      "BACKEND_UNAVAILABLE", metadata={"correlation_id": cid})
+
+
+def _internal(cid: str) -> RpcFailure:
+    return RpcFailure(grpc.StatusCode.INTERNAL, f"internal error (correlation id {cid})", "INTERNAL",
+                      metadata={"correlation_id": cid})
 
 
 @dataclass(frozen=True)
@@ -83,32 +110,51 @@ def _wrap(behaviour, method: str, caller: Caller, cid: str):
         caller_token = current_caller.set(caller)
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        failure = None
         try:
             await context.send_initial_metadata(((CORRELATION_HEADER, cid),))
-            return await behaviour(request, context)
+            out_of_bounds = limits.violations(request)
+            if out_of_bounds:
+                failure = _bounds_failure(out_of_bounds)
+            else:
+                return await behaviour(request, context)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
-        except Exception:
+        except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
-            if code in (grpc.StatusCode.OK, grpc.StatusCode.UNKNOWN):
-                code = grpc.StatusCode.INTERNAL
-                log.exception("rpc.crashed", method=method)
             raise
+        except EventTooLarge as exc:
+            failure = RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc), "EVENT_TOO_LARGE")
+        except RETRYABLE as exc:
+            log.warning("rpc.backend_unavailable", method=method, error=repr(exc)[:300])
+            failure = _unavailable(cid)
+        except Exception:
+            log.exception("rpc.crashed", method=method)
+            failure = _internal(cid)
         finally:
+            if failure is not None:
+                code = failure.code
             log.info("rpc", method=method, code=code.name, caller=caller.identity,
                      role=caller.role.value, ms=round((time.perf_counter() - started) * 1000, 2))
             current_caller.reset(caller_token)
             correlation_id.reset(cid_token)
+        await context.abort_with_status(failure.to_status())
     return call
 
 
-async def create_server(address: str, bindings: Iterable[ServiceBinding], authenticator: Authenticator) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Builds and binds the server; returns it with the bound port (pass port 0 in tests)."""
+async def create_server(address: str, bindings: Iterable[ServiceBinding], authenticator: Authenticator, *,
+                        max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+                        ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Builds and binds the server; returns it with the bound port (pass port 0 in tests).
+    Beyond `max_concurrent_rpcs` calls in flight, a call is refused with RESOURCE_EXHAUSTED."""
     bindings = list(bindings)
     roles = {f"/{b.name}/{m}": r for b in bindings for m, r in b.method_roles.items()}
     server = grpc.aio.server(interceptors=[CallInterceptor(authenticator, roles)],
-                             options=[("grpc.so_reuseport", 0)])
+                             maximum_concurrent_rpcs=max_concurrent_rpcs,
+                             options=[("grpc.so_reuseport", 0),
+                                      ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
+                                      ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for b in bindings:

@@ -71,7 +71,20 @@ class OutboxLayout:
         return [self.stream(s) for s in range(self.shards)]
 
 
+# Kafka refuses a record over the topic's max.message.bytes (1 MiB by default): an event that
+# could never ship must not enter the outbox, where it would stop its shard.
+MAX_EVENT_BYTES = 512 * 1024
+
+
+class EventTooLarge(ValueError):
+    """A command would publish an event larger than MAX_EVENT_BYTES; nothing was written."""
+
+
 def outbox_argv(args: Sequence[str | bytes | int], records: Sequence[KafkaRecord]) -> list:
+    for r in records:
+        size = len(r.value) + len(r.key) + sum(len(k) + len(v) for k, v in r.headers)
+        if size > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"the request makes a {r.topic} event of {size} bytes; at most {MAX_EVENT_BYTES}")
     argv: list = list(args)
     at = len(argv) + 1  # Lua is 1-based
     argv.append(len(records))

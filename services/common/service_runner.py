@@ -37,6 +37,7 @@ async def _serve(name: str, settings: CommonSettings, address: str, make_binding
     log = structlog.get_logger(name)
     bindings, on_stop = await make_bindings()
     authenticator = Authenticator.from_file(settings.credentials_file)
-    server, port, health = await create_server(address, bindings, authenticator)
+    server, port, health = await create_server(address, bindings, authenticator,
+                                               max_concurrent_rpcs=settings.max_concurrent_rpcs)
     log.info("service.starting", address=address, port=port)
     await serve_until_signalled(server, health, [b.name for b in bindings], on_stop=on_stop)

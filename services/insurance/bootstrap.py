@@ -4,9 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-import redis.asyncio
-
 from services.common import signatures
+from services.common.redis_client import connect
 from services.insurance.adapters import reference_data
 from services.insurance.adapters.redis_store import RedisInsuranceStore
 from services.insurance.config import Settings
@@ -21,7 +20,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     rules = reference_data.load(settings.reference_dir)
     client = None
     if store is None:
-        client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+        client = redis_client or connect(settings.common)
         store = RedisInsuranceStore(client)
     keys = settings.keys_dir / signatures.PUBLIC_FILE
     verifier = signatures.DocumentVerifier(signatures.load_public_keys(settings.keys_dir) if keys.exists() else {})

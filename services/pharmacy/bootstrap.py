@@ -4,10 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-import redis.asyncio
-
 from services.common import signatures
 from services.common.formulary import load_formulary
+from services.common.redis_client import connect
 from services.common.reference_files import load_manifest
 from services.kernel.calendar import utc_now
 from services.pharmacy.adapters.insurance_client import InsuranceClient
@@ -24,7 +23,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     verifier = signatures.DocumentVerifier(signatures.load_public_keys(settings.keys_dir))
     client = None
     if store is None:
-        client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+        client = redis_client or connect(settings.common)
         store = RedisLedgerStore(client, settings.common.outbox_shards)
     own_insurance = insurance is None
     if own_insurance:

@@ -4,9 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-import redis.asyncio
-
 from services.common import signatures
+from services.common.redis_client import connect
 from services.kernel.calendar import utc_now
 from services.prescribing.adapters import reference_data
 from services.prescribing.adapters.documents import Signer
@@ -28,7 +27,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
                            "(run `python -m services.common.signatures`)")
     client = None
     if store is None:
-        client = redis_client or redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+        client = redis_client or connect(settings.common)
         store = RedisPrescriptionStore(client, settings.common.outbox_shards)
     handlers = Prescribing(Dependencies(store=store, ref=ref, signer=Signer(keys), clock=clock,
                                         icd_valid=reference_data.icd10_is_valid))

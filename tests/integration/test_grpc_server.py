@@ -1,4 +1,7 @@
 """The common gRPC server over a real channel: health, reflection, authentication, roles."""
+import asyncio
+from collections import Counter
+
 import grpc
 import pytest
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc
@@ -91,3 +94,33 @@ async def test_the_right_role_gets_through_as_itself_and_the_correlation_id_come
     reply = await call
     assert (reply.prescription.facility_code, reply.prescription.advice) == ("01001", "prescriber")
     assert ("x-correlation-id", "abc-42") in tuple(await call.initial_metadata())
+
+
+class Slow(prescribing_pb2_grpc.PrescribingServiceServicer):
+    async def IssuePrescription(self, request, context):
+        await asyncio.sleep(0.5)
+        return prescribing_pb2.IssuePrescriptionResponse()
+
+
+async def test_calls_beyond_the_concurrency_limit_are_resource_exhausted(tmp_path):
+    write_credentials(tmp_path)
+    server, port, _ = await create_server("127.0.0.1:0", [binding(Slow())],
+                                          Authenticator.from_file(tmp_path / "credentials.json"),
+                                          max_concurrent_rpcs=3)
+    await server.start()
+    token = load_tokens(tmp_path / "tokens.json")["prescriber-hospital-a"]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(3)]
+    try:
+        async def one(i):
+            try:
+                await prescribing_pb2_grpc.PrescribingServiceStub(channels[i % 3]).IssuePrescription(
+                    prescribing_pb2.IssuePrescriptionRequest(), metadata=bearer(token))
+                return "OK"
+            except grpc.aio.AioRpcError as err:
+                return err.code().name
+        answers = Counter(await asyncio.gather(*(one(i) for i in range(30))))
+    finally:
+        for c in channels:
+            await c.close()
+        await server.stop(0)
+    assert answers["OK"] >= 3 and answers["RESOURCE_EXHAUSTED"] >= 20 and set(answers) == {"OK", "RESOURCE_EXHAUSTED"}

@@ -1,5 +1,4 @@
 """PharmacyService over a real channel: every RPC and error path."""
-import uuid
 from datetime import date
 
 import grpc
@@ -10,29 +9,11 @@ from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 from services.common.events import new_envelope
 from services.pharmacy.worker import ledger_projection
 from tests.support.insurance_fixtures import new_member
-from tests.support.pharmacy_fixtures import ISSUED_AT, issued_event, signed_prescription
+from tests.support.pharmacy_fixtures import ISSUED_AT, issued_event, ready, sale, signed_prescription
 from tests.support.prescribing_fixtures import auth
 from tests.support.rpc import fields_of, reason_of, refused
 
 COMPLETED = common_pb2.PRESCRIPTION_STATUS_COMPLETED
-
-
-async def ready(handlers, *lines, **kw):
-    rx = signed_prescription(lines or [("N02BE01-500T", 20), ("J01CR02-1GT", 14)], **kw)
-    await ledger_projection(handlers)(issued_event(rx))
-    return rx
-
-
-def sale(code, *lines, key=None, card=None):
-    request = pb.DispensePrescriptionRequest(idempotency_key=key or str(uuid.uuid4()), code=code,
-                                             lines=[pb.DispenseLine(line_number=n, drug_code=d, quantity=q,
-                                                                    unit_price_vnd=p, substitution=s)
-                                                    for n, d, q, p, s in lines])
-    if card:
-        request.bhyt_card = card
-    else:
-        request.self_pay = True
-    return request
 
 
 async def test_lookup_shows_each_line_the_window_and_the_signature(pharmacy):

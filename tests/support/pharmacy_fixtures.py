@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio
 from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
+from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 from eprescription.pharmacy.v1 import pharmacy_pb2_grpc
 
 from services.common import dates, signatures
@@ -24,6 +25,7 @@ from services.pharmacy.adapters.grpc_api import SERVICE_NAME, PharmacyServicer, 
 from services.pharmacy.adapters.insurance_client import InsuranceClient
 from services.pharmacy.bootstrap import bootstrap
 from services.pharmacy.config import Settings
+from services.pharmacy.worker import ledger_projection
 from tests.support.prescribing_fixtures import Clock, prescribing_settings
 from tests.support import random_citizen_id
 
@@ -83,3 +85,21 @@ async def pharmacy(tmp_path):
     await insurance.close()
     await close()
     await ins_close()
+
+
+async def ready(handlers, *lines, **kw):
+    rx = signed_prescription(lines or [("N02BE01-500T", 20), ("J01CR02-1GT", 14)], **kw)
+    await ledger_projection(handlers)(issued_event(rx))
+    return rx
+
+
+def sale(code, *lines, key=None, card=None):
+    request = pb.DispensePrescriptionRequest(idempotency_key=key or str(uuid.uuid4()), code=code,
+                                             lines=[pb.DispenseLine(line_number=n, drug_code=d, quantity=q,
+                                                                    unit_price_vnd=p, substitution=s)
+                                                    for n, d, q, p, s in lines])
+    if card:
+        request.bhyt_card = card
+    else:
+        request.self_pay = True
+    return request

@@ -8,6 +8,7 @@ import grpc
 from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 
 from services.common import dates
+from services.common.limits import MAX_MESSAGE_BYTES
 from services.common.logging import correlation_id
 from services.pharmacy.domain.errors import InsuranceUnavailable, InvalidRequest, Refused
 from services.pharmacy.domain.model import Quote, QuotedAmounts, QuoteLine
@@ -15,7 +16,8 @@ from services.pharmacy.domain.model import Quote, QuotedAmounts, QuoteLine
 
 class InsuranceClient:
     def __init__(self, address: str, token: str, timeout_seconds: float):
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = grpc.aio.insecure_channel(address, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
         self._stub = insurance_pb2_grpc.InsuranceServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout_seconds

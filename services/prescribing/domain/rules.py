@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Callable
 
 from services.kernel import icd10
@@ -29,12 +29,17 @@ def months_between(born: date, on: date) -> int:
     return months - (1 if on.day < born.day else 0)
 
 
+DOSE = re.compile(r"^\d{1,4}(\.\d{1,3})?$")   # units per administration: plain decimal text, at most 9999.999
+
+
 def parse_dose(text: str) -> Decimal | None:
-    try:
-        value = Decimal(text.strip().replace(",", "."))
-    except (InvalidOperation, AttributeError):
+    """A plain positive decimal ("1", "0.5", "2,5"): no exponent, no sign, a few digits, so
+    dose x per day x days stays small whatever the text."""
+    plain = text.strip().replace(",", ".") if isinstance(text, str) else ""
+    if not DOSE.match(plain):
         return None
-    return value if value.is_finite() and value > 0 else None
+    value = Decimal(plain)
+    return value if value > 0 else None
 
 
 def required_quantity(line: Line) -> int | None:
@@ -134,7 +139,8 @@ def resolve_lines(draft: Draft, ref: ReferenceData, out: _Collector) -> list[tup
         if line.quantity <= 0:
             out.add(f"{f}.quantity", "QUANTITY_POSITIVE", "quantity must be at least 1")
         if parse_dose(line.dose) is None:
-            out.add(f"{f}.dose_per_administration", "DOSE_FORMAT", "dose per administration must be a positive number")
+            out.add(f"{f}.dose_per_administration", "DOSE_FORMAT",
+                    "dose per administration is a positive decimal of at most 4 digits and 3 decimals, e.g. 1 or 0.5")
         if not 1 <= line.per_day <= 24:
             out.add(f"{f}.administrations_per_day", "ADMINISTRATIONS_PER_DAY", "must be between 1 and 24")
         if not 1 <= line.days <= 366:

@@ -1,0 +1,16 @@
+"""The one way a service process connects to Redis: a bounded pool that makes a caller wait
+(for at most `redis_pool_timeout`) instead of failing when every connection is busy, and
+socket timeouts, so a Redis that stops answering is an error, never a hang."""
+from __future__ import annotations
+
+import redis.asyncio
+
+from services.common.config import CommonSettings
+
+
+def connect(settings: CommonSettings) -> redis.asyncio.Redis:
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_pool_size, timeout=settings.redis_pool_timeout,
+        socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=settings.redis_socket_timeout,
+        protocol=3)
+    return redis.asyncio.Redis(connection_pool=pool)
