@@ -1,10 +1,15 @@
-"""Shows what is in a dead-letter topic: where each message came from and why it failed.
+"""Shows what is in a dead-letter topic: where each message came from and why it failed;
+with --redrive, sends those messages back to the topic they came from (key, value and their
+own headers), for their consumer to try again once the cause is fixed. Consumers
+de-duplicate on the event id, so re-driving a message that was handled since is harmless.
 
-    python -m services.common.dlq rx.claims.v1.dlq [--last 20]"""
+    python -m services.common.dlq rx.claims.v1.dlq [--last 20] [--redrive]"""
 from __future__ import annotations
 
 import argparse
 import sys
+
+from kafka import KafkaProducer
 
 from services.common.config import CommonSettings
 from services.common.events import header
@@ -15,9 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("topic", help="a <topic>.dlq name")
     parser.add_argument("--last", type=int, default=20, help="how many of the newest messages per partition")
+    parser.add_argument("--redrive", action="store_true", help="send the messages shown back to their source topic")
     args = parser.parse_args(argv)
     settings = CommonSettings.from_env()
-    shown = 0
+    shown, sent = 0, []
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                             enable_idempotence=True) if args.redrive else None
     try:
         for r in read_to_end(settings.kafka_bootstrap, args.topic, last=args.last):
             source = (f"{header(r.headers, 'dlq-source-topic')}[{header(r.headers, 'dlq-source-partition')}]"
@@ -26,10 +34,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{header(r.headers, 'dlq-error')} ({len(r.value or b'')} bytes, "
                   f"type {header(r.headers, 'event-type') or '?'})")
             shown += 1
+            if producer is not None:
+                own = [(k, v) for k, v in (r.headers or []) if not k.startswith("dlq-")]
+                sent.append(producer.send(header(r.headers, "dlq-source-topic"), key=r.key, value=r.value,
+                                          headers=own))
     except LookupError as error:
         print(error, file=sys.stderr)
         return 1
+    finally:
+        if producer is not None:
+            producer.flush(timeout=60)
+            producer.close()
     print(f"{shown} dead letters shown")
+    if args.redrive:
+        failed = [f for f in sent if not f.succeeded()]
+        print(f"{len(sent) - len(failed)} sent back to their source topic, {len(failed)} failed")
+        return 1 if failed else 0
     return 0
 
 

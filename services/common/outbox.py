@@ -67,6 +67,10 @@ class OutboxLayout:
     def lease(self, shard: int) -> str:
         return f"{self.tag(shard)}:outbox-lease"
 
+    def dead(self, shard: int) -> str:
+        """Entries the relay could never produce, with the reason, out of the shard's way."""
+        return f"{self.tag(shard)}:outbox-dead"
+
     def streams(self) -> list[str]:
         return [self.stream(s) for s in range(self.shards)]
 

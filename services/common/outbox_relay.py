@@ -15,7 +15,7 @@ import time
 import redis
 import structlog
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from services.common.config import CommonSettings
 from services.common.faults import CrashPoints
@@ -24,6 +24,9 @@ from services.common.outbox import OutboxLayout, decode_headers
 from services.common.scripts import lua
 
 log = structlog.get_logger("outbox.relay")
+
+# Failures no retry can cure: the entry goes to the shard's dead stream and the shard goes on.
+PERMANENT = (MessageSizeTooLargeError, RecordListTooLargeError, KeyError, UnicodeDecodeError, ValueError)
 
 def kafka_producer(bootstrap: str, client_id: str) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
@@ -46,6 +49,7 @@ class OutboxRelay:
         self._release = redis_client.register_script(lua(__file__, "lease_release"))
         self._crash_point = crash_point or CrashPoints()
         self._owned: list[int] = []
+        self._shard_of_stream = {layout.stream(s): s for s in range(layout.shards)}
         self._renew_at = 0.0
 
     def owned_shards(self) -> list[int]:
@@ -76,20 +80,31 @@ class OutboxRelay:
             return 0
         self._crash_point("relay.before_produce")
         pending: dict[str, list] = {}
+        dead: dict[str, list] = {}
         for stream, entries in batches.items():
-            pending[stream] = [(entry_id, fields[b"event_id"], self._producer.send(
-                fields[b"topic"].decode(), key=fields[b"key"], value=fields[b"value"],
-                headers=decode_headers(fields[b"headers"]))) for entry_id, fields in entries]
+            pending[stream] = []
+            for entry_id, fields in entries:
+                try:
+                    future = self._producer.send(fields[b"topic"].decode(), key=fields[b"key"], value=fields[b"value"],
+                                                 headers=decode_headers(fields[b"headers"]))
+                except PERMANENT as exc:
+                    dead.setdefault(stream, []).append((entry_id, fields, exc))
+                    continue
+                pending[stream].append((entry_id, fields, future))
         self._producer.flush(timeout=60)
         acknowledged: dict[str, list] = {}
         for stream, sent in pending.items():
             acknowledged[stream] = []
-            for entry_id, event_id, future in sent:
+            for entry_id, fields, future in sent:
+                if not future.succeeded() and isinstance(future.exception, PERMANENT):
+                    dead.setdefault(stream, []).append((entry_id, fields, future.exception))
+                    continue
                 if not future.succeeded():
-                    log.error("outbox.send_failed", stream=stream, event_id=event_id.decode(),
+                    log.error("outbox.send_failed", stream=stream, event_id=fields.get(b"event_id", b"?").decode(),
                               error=repr(future.exception))
                     break  # keep order: nothing after a failure in this stream is trimmed this round
                 acknowledged[stream].append(entry_id)
+        self._bury(dead)
         self._crash_point("relay.after_produce")
         with self._redis.pipeline(transaction=False) as pipe:
             for stream, ids in acknowledged.items():
@@ -97,6 +112,20 @@ class OutboxRelay:
                     pipe.xdel(stream, *ids)
             pipe.execute()
         return sum(len(ids) for ids in acknowledged.values())
+
+    def _bury(self, dead: dict[str, list]) -> None:
+        """Moves entries Kafka can never take to the shard's dead stream, atomically per entry."""
+        for stream, entries in dead.items():
+            dead_stream = self._layout.dead(self._shard_of_stream[stream])
+            for entry_id, fields, error in entries:
+                with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.xadd(dead_stream, {**fields, b"dead_reason": f"{type(error).__name__}: {error}"[:500],
+                                            b"dead_from": entry_id})
+                    pipe.xdel(stream, entry_id)
+                    pipe.execute()
+                log.error("outbox.entry_dead", stream=stream, entry=entry_id.decode() if isinstance(entry_id, bytes)
+                          else entry_id, event_id=fields.get(b"event_id", b"?").decode(errors="replace"),
+                          reason=type(error).__name__)
 
     def run(self, stop: threading.Event) -> None:
         log.info("outbox.relay_started", service=self._layout.service, shards=self._layout.shards,

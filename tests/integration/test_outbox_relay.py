@@ -7,9 +7,13 @@ from datetime import datetime, timezone
 
 import pytest
 from eprescription.events.v1 import events_pb2
+from kafka import KafkaProducer
 
+from services.common import dlq
 from services.common.events import decode, new_envelope, payload_of, to_record
-from services.common.outbox import OutboxLayout, OutboxScript
+from services.common.outbox import OutboxLayout, OutboxScript, encode_headers
+from services.common.outbox_dead import redrive
+from services.common.outbox_relay import OutboxRelay, kafka_producer
 from tests.support import read_topic, wait_until
 
 AT = datetime(2026, 11, 30, tzinfo=timezone.utc)
@@ -113,3 +117,74 @@ async def test_two_relays_share_the_work_without_losing_or_reordering(settings, 
     for env in envelopes:
         per_key[env.key].append(env.event_id)
     assert dict(per_key) == dict(written)  # exactly once each, in order, with no crash
+
+
+def envelope_record(topic, key, reason, size=0):
+    env = new_envelope(events_pb2.PrescriptionCancelled(code=key, reason=reason + "x" * size), key=key,
+                       producer="test", correlation_id="c", occurred_at=AT)
+    return env, to_record(env, topic)
+
+
+async def test_an_entry_kafka_can_never_take_is_set_aside_and_its_shard_goes_on(settings, redis_async, redis_sync,
+                                                                               make_topic):
+    topic = make_topic("dead")
+    layout = OutboxLayout(f"t{uuid.uuid4().hex[:8]}", settings.outbox_shards)
+    script = OutboxScript(redis_async, RECORD_ONCE)
+    key = f"01234{uuid.uuid4().hex[:7]}-c"
+    shard = layout.shard_of(key)
+    envelopes = []
+    for n, size in enumerate((0, 2 * 1024 * 1024, 0)):
+        env, record = envelope_record(topic, key, str(n), size)
+        envelopes.append(env)
+        if size:  # over Kafka's 1 MiB: written as an older version (before the size guard) could
+            redis_sync.xadd(layout.stream(shard), {"event_id": record.event_id, "topic": record.topic,
+                                                   "key": record.key, "headers": encode_headers(record.headers),
+                                                   "value": record.value})
+        else:
+            await script([layout.stream(shard), layout.key(shard, "state", key, str(n))], ["v"], [record])
+    relay = OutboxRelay(redis_sync, kafka_producer(settings.kafka_bootstrap, "test-relay"), layout,
+                        owner=f"test-{uuid.uuid4().hex[:6]}", idle_block_ms=50)
+    for _ in range(20):
+        relay.run_once()
+        if redis_sync.xlen(layout.stream(shard)) == 0:
+            break
+    assert redis_sync.xlen(layout.stream(shard)) == 0
+    shipped = [decode(r.value) for r in read_topic(settings.kafka_bootstrap, topic, at_least=2)]
+    assert [e.event_id for e in shipped] == [envelopes[0].event_id, envelopes[2].event_id]
+    dead = redis_sync.xrange(layout.dead(shard))
+    assert len(dead) == 1 and dead[0][1][b"event_id"] == envelopes[1].event_id.encode()
+    assert dead[0][1][b"dead_reason"].startswith(b"MessageSizeTooLargeError")
+
+    # Put back (say the topic's limit was raised): it goes through the relay again, and here dies again.
+    assert redrive(redis_sync, layout, {dead[0][0].decode()}) == 1
+    assert redis_sync.xlen(layout.dead(shard)) == 0 and redis_sync.xlen(layout.stream(shard)) == 1
+    relay.run_once()
+    assert redis_sync.xlen(layout.stream(shard)) == 0 and redis_sync.xlen(layout.dead(shard)) == 1
+
+
+async def test_a_dead_entry_put_back_after_its_cause_is_fixed_ships(settings, redis_sync, make_topic):
+    topic = make_topic("redrive")
+    layout = OutboxLayout(f"t{uuid.uuid4().hex[:8]}", settings.outbox_shards)
+    env, record = envelope_record(topic, "01234abcdefg-c", "late")
+    redis_sync.xadd(layout.dead(2), {"event_id": record.event_id, "topic": record.topic, "key": record.key,
+                                     "headers": encode_headers(record.headers), "value": record.value,
+                                     "dead_reason": "KafkaError: the broker was misconfigured"})
+    assert redrive(redis_sync, layout) == 1
+    relay = OutboxRelay(redis_sync, kafka_producer(settings.kafka_bootstrap, "test-relay"), layout,
+                        owner=f"test-{uuid.uuid4().hex[:6]}", idle_block_ms=50)
+    relay.run_once()
+    assert [decode(r.value).event_id for r in read_topic(settings.kafka_bootstrap, topic, at_least=1)] == [env.event_id]
+
+
+def test_dead_letters_are_sent_back_to_their_source_topic(settings, make_topic, capsys):
+    topic = make_topic("dlqredrive")
+    env, record = envelope_record(topic, "01234abcdefg-c", "retry me")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer.send(f"{topic}.dlq", key=record.key, value=record.value,
+                  headers=list(record.headers) + [("dlq-source-topic", topic.encode()), ("dlq-error", b"boom")]).get(10)
+    producer.close()
+    assert dlq.main([f"{topic}.dlq", "--redrive"]) == 0
+    assert "1 sent back to their source topic, 0 failed" in capsys.readouterr().out
+    back = read_topic(settings.kafka_bootstrap, topic, at_least=1)
+    assert [r.value for r in back] == [record.value]
+    assert all(not k.startswith("dlq-") for k, _ in back[0].headers)
