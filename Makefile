@@ -14,7 +14,7 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_INSURANCE_PORT=51053 EPRX_LOG_FORMAT=json
 
 .PHONY: install protos kafka-jars redis-bin credentials topics run up down status grpcurl demo bench \
-        test test-unit test-integration test-clean-slate clean
+        test test-unit test-integration test-clean-slate fuzz clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin
 
@@ -101,6 +101,14 @@ test: test-clean-slate
 	@$(TEST_ENV) $(SUPERVISE) up --infra-only
 	@set +e; $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc
+
+# Generated requests against every RPC of the running system: 10,000 cases per RPC (FUZZ_EXAMPLES),
+# then the report of answers by status code. `make test` runs 150 per RPC.
+FUZZ_EXAMPLES ?= 10000
+fuzz: test-clean-slate
+	@$(TEST_ENV) $(SUPERVISE) up --infra-only
+	@set +e; $(TEST_ENV) EPRX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz -q -s -p no:cacheprovider \
+	  -o log_cli=false; rc=$$?; $(TEST_ENV) $(SUPERVISE) down; exit $$rc
 
 clean: down
 	rm -rf $(GEN) .run .pytest_cache

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.prescribing_fixtures",
     "tests.support.insurance_fixtures",
     "tests.support.pharmacy_fixtures",
+    "tests.support.system",
 ]

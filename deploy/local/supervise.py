@@ -220,13 +220,22 @@ class Supervisor:
         self.stopping = threading.Event()
         self.running: list[Proc] = []
         self._print_lock = threading.Lock()
+        self._console_gone = False
 
     def say(self, name: str, line: str, color: str = "1") -> None:
         with self._print_lock:
-            if sys.stdout.isatty():
-                print(f"\x1b[{color}m{name:>20} |\x1b[0m {line}", flush=True)
-            else:
-                print(f"{name:>20} | {line}", flush=True)
+            if self._console_gone:
+                return
+            try:
+                if sys.stdout.isatty():
+                    print(f"\x1b[{color}m{name:>20} |\x1b[0m {line}", flush=True)
+                else:
+                    print(f"{name:>20} | {line}", flush=True)
+            except (BrokenPipeError, OSError):
+                # `make run | tee log` and Ctrl-C: the reader is gone before we are. Keep
+                # stopping the children; the logs under .run/logs still get every line.
+                self._console_gone = True
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def _pump(self, proc: Proc, color: str) -> None:
         with open(self.logs / f"{proc.name}.log", "w", buffering=1) as log:

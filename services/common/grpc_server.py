@@ -40,6 +40,15 @@ def _bounds_failure(found: list[limits.Violation]) -> RpcFailure:
                       tuple(FieldViolation(v.field, f"{v.rule}: {v.message}") for v in found))
 
 
+def _refusal_at_the_door(request) -> RpcFailure | None:
+    """A request that is not the method's message, or that breaks a declared bound."""
+    if isinstance(request, _Undecodable):
+        return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method",
+                          "MALFORMED_MESSAGE")
+    found = limits.violations(request)
+    return _bounds_failure(found) if found else None
+
+
 def _unavailable(cid: str) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.UNAVAILABLE,
                       f"a backend did not answer; retry the same request (correlation id {cid})",
@@ -99,9 +108,25 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             return handler  # streaming methods are not part of the platform's APIs
         return grpc.unary_unary_rpc_method_handler(
             _wrap(handler.unary_unary, method, caller, cid),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Bytes that are not the method's request message: refused as INVALID_ARGUMENT, not
+    left to the framework's INTERNAL."""
+    error: str
+
+
+def _tolerant(deserializer):
+    def decode(data: bytes):
+        try:
+            return deserializer(data) if deserializer else data
+        except Exception as exc:  # a DecodeError, or worse: the bytes are the client's problem
+            return _Undecodable(f"{type(exc).__name__}: {exc}"[:200])
+    return decode
 
 
 def _wrap(behaviour, method: str, caller: Caller, cid: str):
@@ -113,10 +138,8 @@ def _wrap(behaviour, method: str, caller: Caller, cid: str):
         failure = None
         try:
             await context.send_initial_metadata(((CORRELATION_HEADER, cid),))
-            out_of_bounds = limits.violations(request)
-            if out_of_bounds:
-                failure = _bounds_failure(out_of_bounds)
-            else:
+            failure = _refusal_at_the_door(request)
+            if failure is None:
                 return await behaviour(request, context)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -183,19 +206,48 @@ async def mark_serving(health_servicer: health.aio.HealthServicer, names: Iterab
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
 
+Probe = Callable[[], Awaitable[object]]   # raises (or times out) when a backend the service needs is not there
+
+
+async def watch_readiness(health_servicer: health.aio.HealthServicer, names: Iterable[str], probe: Probe, *,
+                          interval: float = 2.0, timeout: float = 2.0) -> None:
+    """Reports NOT_SERVING while `probe` fails and SERVING again once it succeeds, so that a
+    load balancer or a cluster sends no calls that could only end UNAVAILABLE."""
+    names = ["", *names]
+    serving = True
+    while True:
+        try:
+            await asyncio.wait_for(probe(), timeout)
+            ok, reason = True, ""
+        except Exception as exc:  # whatever the backend says, the answer is "not now"
+            ok, reason = False, f"{type(exc).__name__}: {exc}"[:200]
+        if ok != serving:
+            status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in names:
+                await health_servicer.set(name, status)
+            serving = ok
+            (log.info if ok else log.warning)("service.readiness", serving=ok, reason=reason)
+        await asyncio.sleep(interval)
+
+
 async def serve_until_signalled(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
                                 names: Iterable[str], *, grace_seconds: float = 10.0,
-                                on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Starts, reports SERVING, and on SIGTERM/SIGINT reports NOT_SERVING, lets calls in
-    flight finish within the grace period, then stops."""
+                                on_stop: Callable[[], Awaitable[None]] | None = None,
+                                probe: Probe | None = None) -> None:
+    """Starts, reports SERVING (NOT_SERVING while `probe` fails), and on SIGTERM/SIGINT
+    reports NOT_SERVING, lets calls in flight finish within the grace period, then stops."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    names = list(names)
     await server.start()
     await mark_serving(health_servicer, names)
     log.info("grpc.serving")
+    watcher = asyncio.create_task(watch_readiness(health_servicer, names, probe)) if probe else None
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     log.info("grpc.stopping", grace_seconds=grace_seconds)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace_seconds)

@@ -19,6 +19,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 
 from services.common.config import CommonSettings
 from services.common.faults import CrashPoints
+from services.common.liveness import Heartbeat, heartbeat_path
 from services.common.logging import configure_logging, load_mask_key
 from services.common.outbox import OutboxLayout, decode_headers
 from services.common.scripts import lua
@@ -37,7 +38,7 @@ def kafka_producer(bootstrap: str, client_id: str) -> KafkaProducer:
 class OutboxRelay:
     def __init__(self, redis_client: redis.Redis, producer: KafkaProducer, layout: OutboxLayout, *,
                  owner: str, batch_size: int = 500, lease_ms: int = 15_000, idle_block_ms: int = 250,
-                 crash_point: CrashPoints | None = None):
+                 crash_point: CrashPoints | None = None, heartbeat: Heartbeat | None = None):
         self._redis = redis_client
         self._producer = producer
         self._layout = layout
@@ -48,6 +49,7 @@ class OutboxRelay:
         self._lease = redis_client.register_script(lua(__file__, "lease_renew_or_take"))
         self._release = redis_client.register_script(lua(__file__, "lease_release"))
         self._crash_point = crash_point or CrashPoints()
+        self._heartbeat = heartbeat
         self._owned: list[int] = []
         self._shard_of_stream = {layout.stream(s): s for s in range(layout.shards)}
         self._renew_at = 0.0
@@ -132,6 +134,8 @@ class OutboxRelay:
                  owner=self._owner)
         total, last_report = 0, time.monotonic()
         while not stop.is_set():
+            if self._heartbeat is not None:
+                self._heartbeat.beat()
             try:
                 total += self.run_once()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -161,10 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     # Stable per host and replica: a relay restarted after a crash takes its leases back at once.
     owner = f"{socket.gethostname()}:{args.service}:{settings.replica}"
-    relay = OutboxRelay(redis.Redis.from_url(settings.redis_url, protocol=3),
+    client = redis.Redis.from_url(settings.redis_url, protocol=3, socket_timeout=settings.redis_socket_timeout,
+                                  socket_connect_timeout=settings.redis_socket_timeout)
+    relay = OutboxRelay(client,
                         kafka_producer(settings.kafka_bootstrap, f"{args.service}-relay"),
                         OutboxLayout(args.service, settings.outbox_shards), owner=owner,
-                        crash_point=CrashPoints(settings.crash_at))
+                        crash_point=CrashPoints(settings.crash_at),
+                        heartbeat=Heartbeat(heartbeat_path(settings, f"{args.service}-relay")))
     relay.run(stop)
 
 

@@ -8,10 +8,13 @@ import structlog
 
 from services.common.auth import Authenticator
 from services.common.config import CommonSettings
-from services.common.grpc_server import ServiceBinding, create_server, serve_until_signalled
+from services.common.grpc_server import Probe, ServiceBinding, create_server, serve_until_signalled
 from services.common.logging import configure_logging, load_mask_key
 
-BindingsFactory = Callable[[], Awaitable[tuple[Sequence[ServiceBinding], Callable[[], Awaitable[None]] | None]]]
+# What a service brings up: its bindings, what to close on stop, and a probe of the backends
+# it needs (the health status is NOT_SERVING while the probe fails).
+BindingsFactory = Callable[[], Awaitable[tuple[Sequence[ServiceBinding], Callable[[], Awaitable[None]] | None,
+                                               Probe | None]]]
 
 
 def run_service(name: str, settings: CommonSettings, port: int, make_bindings: BindingsFactory,
@@ -35,9 +38,9 @@ def run_service(name: str, settings: CommonSettings, port: int, make_bindings: B
 
 async def _serve(name: str, settings: CommonSettings, address: str, make_bindings: BindingsFactory) -> None:
     log = structlog.get_logger(name)
-    bindings, on_stop = await make_bindings()
+    bindings, on_stop, probe = await make_bindings()
     authenticator = Authenticator.from_file(settings.credentials_file)
     server, port, health = await create_server(address, bindings, authenticator,
                                                max_concurrent_rpcs=settings.max_concurrent_rpcs)
     log.info("service.starting", address=address, port=port)
-    await serve_until_signalled(server, health, [b.name for b in bindings], on_stop=on_stop)
+    await serve_until_signalled(server, health, [b.name for b in bindings], on_stop=on_stop, probe=probe)

@@ -15,12 +15,14 @@ from aiokafka.partitioner import murmur2
 
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode
+from services.common.liveness import Heartbeat, heartbeat_path
 from services.common.logging import configure_logging, correlation_id, load_mask_key
 from services.common.topics import dlq
 
 log = structlog.get_logger("streams")
 
 Handler = Callable[[Any], Awaitable[None]]  # takes a decoded EventEnvelope
+HEARTBEAT_SECONDS = 5.0   # a worker's liveness file is touched this often while its loop turns
 
 
 def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.App:
@@ -46,6 +48,12 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
     config.update(overrides)
     (settings.run_dir / "faust" / f"eprx-{name}").mkdir(parents=True, exist_ok=True)
     app = faust.App(f"eprx-{name}", **config)
+
+    heartbeat = Heartbeat(heartbeat_path(settings, f"{name}-worker"))
+
+    @app.timer(interval=HEARTBEAT_SECONDS)
+    async def _beat() -> None:
+        heartbeat.beat()
 
     @app.on_configured.connect
     def _configure_logging(app, conf, **kwargs) -> None:

@@ -8,8 +8,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-import redis.asyncio
-
+from services.common.redis_client import connect
 from services.insurance.adapters import members_csv
 from services.insurance.adapters.redis_store import RedisInsuranceStore
 from services.insurance.config import Settings
@@ -17,7 +16,7 @@ from services.insurance.config import Settings
 
 async def run(path: Path, settings: Settings) -> tuple[int, int, int, list[members_csv.Rejected]]:
     accepted, rejected = members_csv.read(path)
-    client = redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+    client = connect(settings.common)
     store = RedisInsuranceStore(client)
     changed = unchanged = 0
     try:

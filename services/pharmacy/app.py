@@ -1,6 +1,7 @@
 """Entry point of the pharmacy service: python -m services.pharmacy.app"""
 from __future__ import annotations
 
+from services.common.redis_client import connect
 from services.common.service_runner import run_service
 from services.pharmacy.adapters.grpc_api import PharmacyServicer, binding
 from services.pharmacy.bootstrap import bootstrap
@@ -11,8 +12,9 @@ def main() -> None:
     settings = Settings.from_env()
 
     async def bindings():
-        handlers, close = bootstrap(settings)
-        return [binding(PharmacyServicer(handlers))], close
+        client = connect(settings.common)
+        handlers, close = bootstrap(settings, redis_client=client)
+        return [binding(PharmacyServicer(handlers))], close, client.ping
 
     run_service("pharmacy", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
 

@@ -4,14 +4,16 @@ from collections import Counter
 
 import grpc
 import pytest
+import redis.exceptions
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.common.auth import Authenticator, load_tokens, write_credentials
-from services.common.grpc_server import create_server, mark_serving
+from services.common.grpc_server import create_server, mark_serving, watch_readiness
 from services.common.request_context import caller
 from services.prescribing.adapters.grpc_api import SERVICE_NAME, binding
+from tests.support import eventually
 
 
 class WhoAmI(prescribing_pb2_grpc.PrescribingServiceServicer):
@@ -124,3 +126,49 @@ async def test_calls_beyond_the_concurrency_limit_are_resource_exhausted(tmp_pat
             await c.close()
         await server.stop(0)
     assert answers["OK"] >= 3 and answers["RESOURCE_EXHAUSTED"] >= 20 and set(answers) == {"OK", "RESOURCE_EXHAUSTED"}
+
+
+async def test_health_follows_the_backend_probe(tmp_path):
+    write_credentials(tmp_path)
+    backend = {"up": False}
+
+    async def probe():
+        if not backend["up"]:
+            raise ConnectionError("Redis is not there")
+
+    other, port, health_servicer = await create_server(
+        "127.0.0.1:0", [binding(WhoAmI())], Authenticator.from_file(tmp_path / "credentials.json"))
+    await other.start()
+    await mark_serving(health_servicer, [SERVICE_NAME])
+    watcher = asyncio.create_task(watch_readiness(health_servicer, [SERVICE_NAME], probe, interval=0.05))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as watched:
+            stub = health_pb2_grpc.HealthStub(watched)
+
+            async def status():
+                return (await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))).status
+            await eventually(lambda: _is(status, health_pb2.HealthCheckResponse.NOT_SERVING), timeout=10,
+                             message="NOT_SERVING while the backend is down")
+            backend["up"] = True
+            await eventually(lambda: _is(status, health_pb2.HealthCheckResponse.SERVING), timeout=10,
+                             message="SERVING once it is back")
+    finally:
+        watcher.cancel()
+        await other.stop(0)
+
+
+async def test_a_redis_ping_is_the_probe_a_service_uses(tmp_path, settings):
+    import dataclasses
+
+    from services.common.redis_client import connect
+    gone = connect(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0", redis_socket_timeout=0.5))
+    with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        await gone.ping()
+    here = connect(settings)
+    assert await here.ping()
+    await gone.aclose()
+    await here.aclose()
+
+
+async def _is(status, expected):
+    return await status() == expected

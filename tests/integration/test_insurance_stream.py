@@ -175,3 +175,11 @@ def test_every_member_state_write_lands_in_the_changelog_partition_of_the_member
     misplaced = [(r.key, r.partition, claim_partitions[r.key]) for r in changelog
                  if r.partition != claim_partitions[r.key]]
     assert not misplaced, misplaced
+
+
+def test_a_running_worker_keeps_its_liveness_file_fresh(settings, insurance_worker):
+    from services.common import liveness
+    beat = settings.run_dir / "live" / "insurance-worker-0"
+    wait_until(lambda: liveness.age(beat) is not None and liveness.age(beat) < 10, timeout=60,
+               message="a fresh heartbeat")
+    assert liveness.main([str(beat), "--max-age", "15"]) == 0

@@ -9,7 +9,7 @@ import pytest
 from eprescription.events.v1 import events_pb2
 from kafka import KafkaProducer
 
-from services.common import dlq
+from services.common import dlq, liveness
 from services.common.events import decode, new_envelope, payload_of, to_record
 from services.common.outbox import OutboxLayout, OutboxScript, encode_headers
 from services.common.outbox_dead import redrive
@@ -110,6 +110,9 @@ async def test_two_relays_share_the_work_without_losing_or_reordering(settings, 
     keys = [f"79001{uuid.uuid4().hex[:7]}-c" for _ in range(8)]
     written = await write_events(redis_async, layout, topic, keys, per_key=25)
     wait_until(lambda: outbox_length(redis_sync, layout) == 0, timeout=60, message="outbox drained")
+    for replica in ("a", "b"):   # each replica's liveness file, fresh while it runs
+        beat = settings.run_dir / "live" / f"{layout.service}-relay-{replica}"
+        assert liveness.age(beat) is not None and liveness.age(beat) < 10
     for proc in relays:
         stop(proc)
     envelopes = [decode(r.value) for r in read_topic(settings.kafka_bootstrap, topic, at_least=200)]

@@ -1,5 +1,6 @@
 """The whole system as separate processes on the test ports: three services, their relays
-and their workers, over the Kafka and Redis that `make test` started."""
+and their workers, over the Kafka and Redis that `make test` started (the end-to-end and
+fuzz tests use it, one system per module)."""
 from __future__ import annotations
 
 import pytest
