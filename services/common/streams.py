@@ -49,7 +49,10 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
     (settings.run_dir / "faust" / f"eprx-{name}").mkdir(parents=True, exist_ok=True)
     app = faust.App(f"eprx-{name}", **config)
 
+    # Beats from the start; Faust's timers run once the worker has recovered its tables, so a
+    # probe must allow for that recovery (a startup allowance), not only for the interval.
     heartbeat = Heartbeat(heartbeat_path(settings, f"{name}-worker"))
+    heartbeat.beat()
 
     @app.timer(interval=HEARTBEAT_SECONDS)
     async def _beat() -> None:
