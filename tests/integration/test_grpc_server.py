@@ -98,15 +98,21 @@ async def test_the_right_role_gets_through_as_itself_and_the_correlation_id_come
     assert ("x-correlation-id", "abc-42") in tuple(await call.initial_metadata())
 
 
-class Slow(prescribing_pb2_grpc.PrescribingServiceServicer):
+class Held(prescribing_pb2_grpc.PrescribingServiceServicer):
+    """Holds every call until the test lets them go."""
+
+    def __init__(self):
+        self.release = asyncio.Event()
+
     async def IssuePrescription(self, request, context):
-        await asyncio.sleep(0.5)
+        await self.release.wait()
         return prescribing_pb2.IssuePrescriptionResponse()
 
 
 async def test_calls_beyond_the_concurrency_limit_are_resource_exhausted(tmp_path):
     write_credentials(tmp_path)
-    server, port, _ = await create_server("127.0.0.1:0", [binding(Slow())],
+    held = Held()
+    server, port, _ = await create_server("127.0.0.1:0", [binding(held)],
                                           Authenticator.from_file(tmp_path / "credentials.json"),
                                           max_concurrent_rpcs=3)
     await server.start()
@@ -120,12 +126,15 @@ async def test_calls_beyond_the_concurrency_limit_are_resource_exhausted(tmp_pat
                 return "OK"
             except grpc.aio.AioRpcError as err:
                 return err.code().name
-        answers = Counter(await asyncio.gather(*(one(i) for i in range(30))))
+        calls = [asyncio.create_task(one(i)) for i in range(30)]
+        await eventually(lambda: _done_at_least(calls, 27), timeout=30, message="27 calls refused")
+        held.release.set()
+        answers = Counter(await asyncio.gather(*calls))
     finally:
         for c in channels:
             await c.close()
         await server.stop(0)
-    assert answers["OK"] >= 3 and answers["RESOURCE_EXHAUSTED"] >= 20 and set(answers) == {"OK", "RESOURCE_EXHAUSTED"}
+    assert answers == Counter({"OK": 3, "RESOURCE_EXHAUSTED": 27})
 
 
 async def test_health_follows_the_backend_probe(tmp_path):
@@ -172,3 +181,7 @@ async def test_a_redis_ping_is_the_probe_a_service_uses(tmp_path, settings):
 
 async def _is(status, expected):
     return await status() == expected
+
+
+async def _done_at_least(tasks, n):
+    return sum(t.done() for t in tasks) >= n

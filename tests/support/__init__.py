@@ -24,14 +24,13 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: f
 
 def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 30.0) -> list:
     """Every record of the topic from the beginning, once at least `at_least` are there."""
-    deadline = time.monotonic() + timeout
-    while True:
-        records = list(read_to_end(bootstrap, topic))
-        if len(records) >= at_least:
-            return records
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{topic}: {len(records)} records after {timeout}s, wanted {at_least}")
-        time.sleep(0.2)
+    records: list = []
+
+    def enough() -> bool:
+        records[:] = read_to_end(bootstrap, topic)
+        return len(records) >= at_least
+    wait_until(enough, timeout=timeout, interval=0.2, message=f"{at_least} records on {topic}")
+    return list(records)
 
 
 async def eventually(condition, *, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
