@@ -39,7 +39,7 @@ def claim(member, code, *, qty=30, price=1_000_000, fund=12_000_000, claim_id=No
                                     payment_ratio=50, fund_vnd=fund)])
 
 
-def adjudications(settings, claim_ids, at_least):
+def adjudications(settings, claim_ids, at_least, timeout=120):
     wanted = set(claim_ids)
 
     def collect():
@@ -50,7 +50,7 @@ def adjudications(settings, claim_ids, at_least):
             if message.claim_id in wanted:
                 found.setdefault(message.claim_id, []).append((env.event_id, message))
         return found if len(found) >= at_least else None
-    return wait_until(collect, timeout=120, interval=0.5, message=f"{at_least} adjudications")
+    return wait_until(collect, timeout=timeout, interval=0.5, message=f"{at_least} adjudications")
 
 
 def code_for(n=0):
@@ -85,7 +85,8 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
     for c in second + [duplicate, exempt]:
         publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
     try:
-        after = adjudications(settings, [c.claim_id for c in second + [duplicate, exempt]], 5)
+        # A restarted worker first waits out the killed one's session, then recovers its table.
+        after = adjudications(settings, [c.claim_id for c in second + [duplicate, exempt]], 5, timeout=240)
     except AssertionError as timeout:
         raise AssertionError(f"{timeout}; the restarted worker said: {output_of(insurance_worker['proc'])[-4000:]}")
     last = after[exempt.claim_id][-1][1]
