@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redrive", action="store_true", help="send the messages shown back to their source topic")
     args = parser.parse_args(argv)
     settings = CommonSettings.from_env()
-    shown, sent = 0, []
+    shown, sent, unroutable = 0, [], 0
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                              enable_idempotence=True) if args.redrive else None
     try:
@@ -34,10 +34,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{header(r.headers, 'dlq-error')} ({len(r.value or b'')} bytes, "
                   f"type {header(r.headers, 'event-type') or '?'})")
             shown += 1
-            if producer is not None:
+            source_topic = header(r.headers, "dlq-source-topic")
+            if producer is not None and not source_topic:
+                print(f"  not re-driven: {args.topic}[{r.partition}]@{r.offset} names no source topic")
+                unroutable += 1
+            elif producer is not None:
                 own = [(k, v) for k, v in (r.headers or []) if not k.startswith("dlq-")]
-                sent.append(producer.send(header(r.headers, "dlq-source-topic"), key=r.key, value=r.value,
-                                          headers=own))
+                sent.append(producer.send(source_topic, key=r.key, value=r.value, headers=own))
     except LookupError as error:
         print(error, file=sys.stderr)
         return 1
@@ -48,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{shown} dead letters shown")
     if args.redrive:
         failed = [f for f in sent if not f.succeeded()]
-        print(f"{len(sent) - len(failed)} sent back to their source topic, {len(failed)} failed")
-        return 1 if failed else 0
+        print(f"{len(sent) - len(failed)} sent back to their source topic, {len(failed) + unroutable} failed")
+        return 1 if failed or unroutable else 0
     return 0
 
 

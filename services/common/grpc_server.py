@@ -43,6 +43,7 @@ def _bounds_failure(found: list[limits.Violation]) -> RpcFailure:
 def _refusal_at_the_door(request) -> RpcFailure | None:
     """A request that is not the method's message, or that breaks a declared bound."""
     if isinstance(request, _Undecodable):
+        log.info("rpc.malformed_message", error=request.error)
         return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method",
                           "MALFORMED_MESSAGE")
     found = limits.violations(request)

@@ -39,7 +39,7 @@ def age(path: Path) -> float | None:
     """Seconds since the last beat, None when there was none."""
     try:
         return max(0.0, time.time() - os.stat(path).st_mtime)
-    except FileNotFoundError:
+    except OSError:   # missing, unreadable, a name too long: no heartbeat to trust
         return None
 
 

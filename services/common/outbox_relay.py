@@ -29,6 +29,7 @@ log = structlog.get_logger("outbox.relay")
 # Failures no retry can cure: the entry goes to the shard's dead stream and the shard goes on.
 PERMANENT = (MessageSizeTooLargeError, RecordListTooLargeError, KeyError, UnicodeDecodeError, ValueError)
 
+
 def kafka_producer(bootstrap: str, client_id: str) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
                          enable_idempotence=True, max_in_flight_requests_per_connection=1,

@@ -14,3 +14,11 @@ def connect(settings: CommonSettings) -> redis.asyncio.Redis:
         socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=settings.redis_socket_timeout,
         protocol=3)
     return redis.asyncio.Redis(connection_pool=pool)
+
+
+def health_probe(settings: CommonSettings) -> redis.asyncio.Redis:
+    """A client of one connection for the health check alone: under load, the service's
+    pool may be busy for a moment, which is not Redis being down."""
+    return redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_socket_timeout,
+                                        socket_connect_timeout=settings.redis_socket_timeout,
+                                        single_connection_client=True, protocol=3)

@@ -1,7 +1,7 @@
 """Entry point of the insurance service: python -m services.insurance.app"""
 from __future__ import annotations
 
-from services.common.redis_client import connect
+from services.common.redis_client import health_probe
 from services.common.service_runner import run_service
 from services.insurance.adapters.grpc_api import InsuranceServicer, binding
 from services.insurance.bootstrap import bootstrap
@@ -12,9 +12,13 @@ def main() -> None:
     settings = Settings.from_env()
 
     async def bindings():
-        client = connect(settings.common)
-        handlers, close = bootstrap(settings, redis_client=client)
-        return [binding(InsuranceServicer(handlers))], close, client.ping
+        handlers, close = bootstrap(settings)
+        probe = health_probe(settings.common)
+
+        async def stop() -> None:
+            await close()
+            await probe.aclose()
+        return [binding(InsuranceServicer(handlers))], stop, probe.ping
 
     run_service("insurance", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
 

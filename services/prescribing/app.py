@@ -1,7 +1,7 @@
 """Entry point of the prescribing service: python -m services.prescribing.app"""
 from __future__ import annotations
 
-from services.common.redis_client import connect
+from services.common.redis_client import health_probe
 from services.common.service_runner import run_service
 from services.prescribing.adapters.grpc_api import PrescribingServicer, binding
 from services.prescribing.bootstrap import bootstrap
@@ -12,9 +12,13 @@ def main() -> None:
     settings = Settings.from_env()
 
     async def bindings():
-        client = connect(settings.common)
-        handlers, close = bootstrap(settings, redis_client=client)
-        return [binding(PrescribingServicer(handlers))], close, client.ping
+        handlers, close = bootstrap(settings)
+        probe = health_probe(settings.common)
+
+        async def stop() -> None:
+            await close()
+            await probe.aclose()
+        return [binding(PrescribingServicer(handlers))], stop, probe.ping
 
     run_service("prescribing", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
 

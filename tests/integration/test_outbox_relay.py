@@ -191,3 +191,13 @@ def test_dead_letters_are_sent_back_to_their_source_topic(settings, make_topic, 
     back = read_topic(settings.kafka_bootstrap, topic, at_least=1)
     assert [r.value for r in back] == [record.value]
     assert all(not k.startswith("dlq-") for k, _ in back[0].headers)
+
+
+def test_a_dead_letter_that_names_no_source_topic_is_reported_not_sent(settings, make_topic, capsys):
+    topic = make_topic("dlqorphan")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer.send(f"{topic}.dlq", key=b"k", value=b"v", headers=[("dlq-error", b"boom")]).get(10)
+    producer.close()
+    assert dlq.main([f"{topic}.dlq", "--redrive"]) == 1
+    out = capsys.readouterr().out
+    assert "names no source topic" in out and "0 sent back to their source topic, 1 failed" in out
