@@ -24,12 +24,11 @@ from eprescription.pharmacy.v1 import pharmacy_pb2, pharmacy_pb2_grpc
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc
 from google.protobuf.json_format import MessageToDict
 
-from services.common import dates
 from services.common.auth import load_tokens
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.grpc_errors import details_of
-from services.kernel.calendar import VIETNAM
+from services.kernel.calendar import VIETNAM, local_day
 from services.common.topic_reader import TopicFollower
 from services.common.topics import ALERTS, CLAIMS_ADJUDICATED
 from services.insurance import agency
@@ -65,7 +64,7 @@ class Story:
         self.prescribing = prescribing_pb2_grpc.PrescribingServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.prescribing}"))
         self.pharmacy = pharmacy_pb2_grpc.PharmacyServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.pharmacy}"))
         self.insurance = insurance_pb2_grpc.InsuranceServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.insurance}"))
-        self.today = dates.local_day(datetime.now(VIETNAM))
+        self.today = local_day(datetime.now(VIETNAM))
         self.results: dict = {}
 
     # Printing

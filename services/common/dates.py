@@ -1,11 +1,9 @@
-"""common.v1.Date <-> datetime.date, and the platform's notion of 'today' (Vietnam time)."""
+"""common.v1.Date <-> datetime.date ('today' in Vietnam is services.kernel.calendar.local_day)."""
 from __future__ import annotations
 
 from datetime import date
 
 from eprescription.common.v1 import common_pb2
-
-from services.kernel.calendar import local_day  # noqa: F401  (the one definition, re-exported for adapters)
 
 
 def from_proto(value: common_pb2.Date) -> date | None:

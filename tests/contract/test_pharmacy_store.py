@@ -2,6 +2,7 @@
 use must answer every case the same way (services/pharmacy/ports.py states the contract)."""
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
@@ -149,8 +150,7 @@ async def test_the_store_judges_dates_on_the_plan_s_day(backend, when, rule):
     rx = prescription(batch=(date(2026, 11, 30), date(2026, 12, 2)))
     await store.open_ledger(rx)
     plan = await plan_for(store, command(rx.code, (1, "A", 1)))
-    late = dispensing.DispensePlan(plan.command, plan.ledger, (when + timedelta(hours=7)).date(), plan.receipt,
-                                   plan.record, plan.events)
+    late = dataclasses.replace(plan, today=(when + timedelta(hours=7)).date())
     outcome = await store.dispense(late)
     assert isinstance(outcome, StateChanged) and outcome.rule == rule
     assert (await store.ledger(rx.code)).remaining == {1: 20, 2: 10}

@@ -105,7 +105,6 @@ def refusal(command: DispenseMedication, rule: str, line: int | None, remaining:
 class DispensePlan:
     """A sale ready to apply: what to take from the ledger, what to answer, what to publish."""
     command: DispenseMedication
-    ledger: Ledger
     today: date
     receipt: Receipt
     record: DispenseRecord
@@ -185,7 +184,7 @@ def plan_dispense(checked: Checked, quote: Quote | None, *, dispense_token: str,
         events.append(ClaimSubmitted(claim_id, dispense_id, quote, rx, command.pharmacy, today, command.lines, now))
     record = DispenseRecord(dispense_id, command.code, command.pharmacy, now, claim_id,
                             quote.member_id if quote else "", command.lines)
-    return DispensePlan(command, ledger, today, Receipt(dispense_id, claim_id, receipt_lines), record, tuple(events))
+    return DispensePlan(command, today, Receipt(dispense_id, claim_id, receipt_lines), record, tuple(events))
 
 
 # What the store reports after applying a plan.
