@@ -201,9 +201,11 @@ class Story:
                                                         (3, "C10AA07-10T", 30, 15_800)], card=card)
         self.say("  (718,800 dong of covered drugs: the fund pays 80%, the patient 20%)")
 
-        self.step("5. Pharmacy B sells the rest")
+        self.step("5. Pharmacy B sells the rest, in the same visit")
+        self.adjudications([first.claim_id])   # the counter's quote counts the visit's adjudicated sales
         second = self.sell("pharmacy-b", ordinary.code, [(2, "M01AE01-400T", 5, 1_800)], card=card)
-        self.say("  (9,000 dong is under 15% of the base salary: the fund pays it all)")
+        self.say("  (9,000 dong alone is under 15% of the base salary, but the threshold is judged on the whole\n"
+                 "   visit, 727,800 dong: the fund pays 80% here too, as it would for one sale of both)")
 
         self.step("6. A third sale is refused: nothing remains, counted across every pharmacy")
         third = self.sell("pharmacy-a", ordinary.code, [(2, "M01AE01-400T", 1, 1_800)], expect_error=True)

@@ -59,6 +59,9 @@ INT = {
     "QuoteLine.line_number": (0, 999),
     "QuoteLine.quantity": (0, 100_000),
     "QuoteLine.unit_price_vnd": (0, 10_000_000_000),
+    "Encounter.other_costs_vnd": (0, 10_000_000_000),
+    "Timestamp.seconds": (0, 253_402_300_799),      # up to 9999-12-31
+    "Timestamp.nanos": (0, 999_999_999),
 }
 _INTS = (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
          FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64)

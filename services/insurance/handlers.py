@@ -10,13 +10,15 @@ from typing import Callable
 
 import structlog
 
-from services.insurance.domain import adjudication, alerts, coverage, identifiers
-from services.insurance.domain.adjudication import Adjudication, PrescribedLine, QuotedLine
+from services.insurance.domain import adjudication, alerts, coverage, identifiers, prescriptions
+from services.insurance.domain.adjudication import Adjudication, Adjustment, QuotedLine
 from services.insurance.domain.commands import CheckEligibility, GetClaim, QuoteCoverage
-from services.insurance.domain.events import (ClaimAdjudicated, ClaimReversalRequested, ClaimSubmitted,
-                                              DoctorShoppingAlert, PrescriptionIssued, derived_event_id)
+from services.insurance.domain.events import (AttachedPrescription, ClaimAdjudicated, ClaimReversalRequested,
+                                              ClaimSubmitted, DoctorShoppingAlert, PrescriptionIssued,
+                                              derived_event_id)
 from services.insurance.domain.model import (Eligibility, InvalidIdentifier, Member, NotEligible, Rules,
                                              UnknownDrug, UnknownMember)
+from services.insurance.domain.prescriptions import PrescriptionFacts
 from services.insurance.domain.state import MemberState
 from services.insurance.ports import InsuranceStore, SignatureCheck
 from services.kernel.calendar import local_day
@@ -102,8 +104,22 @@ class Insurance:
         card = member.card_on(day)
         if card is None:
             raise NotEligible("CARD_NOT_VALID_ON_DATE", f"the member has no card valid on {day.isoformat()}")
-        result = coverage.split(inputs, member, self.deps.rules, day,
-                                yearly_exempt=await self._yearly_exempt(member, day))
+        facility, earlier, other_costs, visit_day = command.facility_code, (), 0, None
+        if command.prescription is not None:
+            facts = self._trusted(command.prescription)
+            if facts is None:
+                raise NotEligible("SIGNATURE_INVALID", "the prescription's signature does not verify", "prescription")
+            problem = prescriptions.patient_problem(member, facts.patient)
+            if problem:
+                raise NotEligible(prescriptions.CARD_NOT_PATIENTS, problem)
+            facility, other_costs, visit_day = facts.facility_code, facts.visit.other_costs_vnd, facts.visit.day or day
+            visit = await self.deps.store.visit(member.member_id, facts.visit.key)
+            if visit is not None:
+                visit = visit.with_costs(facts.visit.other_costs_vnd, facts.visit.stated_at.isoformat())
+                earlier, other_costs, visit_day = visit.sales, visit.other_costs_vnd, visit.day
+        result = coverage.split(inputs, member, self.deps.rules, day, facility=facility,
+                                yearly_exempt=await self._yearly_exempt(member, day), earlier=earlier,
+                                other_costs_vnd=other_costs, visit_day=visit_day)
         quote_id = str(uuid.uuid4())
         await self.deps.store.save_quote(quote_id, member.member_id, [
             QuotedLine(li.line_number, li.drug_code, li.quantity, li.unit_price_vnd) for li, _ in inputs])
@@ -121,61 +137,93 @@ class Insurance:
 
     async def on_claim_submitted(self, event: ClaimSubmitted,
                                  state: MemberState) -> tuple[list[ClaimAdjudicated], MemberState]:
-        """The outcome to publish and the member's new state."""
+        """The outcomes to publish (the claim's, then any earlier claim of its visit it
+        repriced) and the member's new state."""
         claim = event.claim
-        member, prescribed, quoted = await asyncio.gather(
+        member, facts, quoted = await asyncio.gather(
             self.deps.store.member(claim.member_id), self._prescription(event),
             self.deps.store.quote(event.quote_id))
-        decision, state = adjudication.adjudicate(claim, member, self.deps.rules, state,
-                                                  prescribed=prescribed, quoted=quoted)
+        decision, adjustments, state = adjudication.adjudicate(claim, member, self.deps.rules, state, facts=facts,
+                                                               quoted=quoted)
         if decision is None:
             log.info("claim.resubmitted", claim=claim.claim_id)
             return [], state
-        outcome = adjudication.adjudication_of(claim, decision, self.deps.clock())
-        return [await self._record(event.event_id, outcome, state)], state
+        now = self.deps.clock()
+        outcome = adjudication.adjudication_of(claim, decision, now)
+        published = [await self._record(derived_event_id(event.event_id, "adjudicated"), outcome, state)]
+        return published + await self._adjust(event.event_id, claim.claim_id, adjustments, state), state
 
     async def on_claim_reversal(self, event: ClaimReversalRequested,
                                 state: MemberState) -> tuple[list[ClaimAdjudicated], MemberState]:
-        mark, state = adjudication.reverse(event.claim_id, state, self.deps.rules)
+        member = await self.deps.store.member(event.member_id)
+        mark, adjustments, state = adjudication.reverse(event.claim_id, state, self.deps.rules, member)
         if mark is None:
             raise ValueError(f"reversal of unknown claim {event.claim_id}")
         previous = await self.deps.store.adjudication(event.claim_id)
         outcome = adjudication.reversal_of(previous, event.claim_id, event.member_id, event.reason, self.deps.clock())
-        return [await self._record(event.event_id, outcome, state)], state
+        published = [await self._record(derived_event_id(event.event_id, "adjudicated"), outcome, state)]
+        return published + await self._adjust(event.event_id, event.claim_id, adjustments, state), state
 
-    async def _record(self, source_event_id: str, outcome: Adjudication, state: MemberState) -> ClaimAdjudicated:
+    async def _adjust(self, source_event_id: str, by_claim: str, adjustments: list[Adjustment],
+                      state: MemberState) -> list[ClaimAdjudicated]:
+        """Publishes each earlier claim of the visit again with its new amounts."""
+        published = []
+        for adjustment in adjustments:
+            previous = await self.deps.store.adjudication(adjustment.claim_id)
+            if previous is None:
+                log.error("claim.adjustment_without_outcome", claim=adjustment.claim_id, by=by_claim)
+                continue
+            outcome = adjudication.adjusted(previous, adjustment, by_claim, self.deps.clock())
+            published.append(await self._record(
+                derived_event_id(source_event_id, f"adjusted:{adjustment.claim_id}"), outcome, state))
+        return published
+
+    async def _record(self, event_id: str, outcome: Adjudication, state: MemberState) -> ClaimAdjudicated:
         year = outcome.dispensed_on.year if outcome.dispensed_on else None
-        await self.deps.store.save_adjudication(outcome, (year, state.years[year]) if year in state.years else None)
+        visit = state.visits.get(outcome.visit_key) if outcome.visit_key else None
+        await self.deps.store.save_adjudication(outcome, (year, state.years[year]) if year in state.years else None,
+                                                (outcome.visit_key, visit) if visit is not None else None)
         log.info("claim.adjudicated", claim=outcome.claim_id, outcome=outcome.outcome, fund=outcome.fund_total_vnd,
-                 member_id=outcome.member_id)
-        return ClaimAdjudicated(derived_event_id(source_event_id, "adjudicated"), outcome)
+                 member_id=outcome.member_id, revision=outcome.revision)
+        return ClaimAdjudicated(event_id, outcome)
 
-    async def republish(self, source_event_id: str, claim_id: str) -> list[ClaimAdjudicated]:
-        """The outcome first published for this claim event, from the read model: a redelivered
-        event re-sends it under the same event id (consumers de-duplicate)."""
+    async def republish(self, source_event_id: str, claim_id: str,
+                        state: MemberState | None = None) -> list[ClaimAdjudicated]:
+        """The outcomes first published for this claim event, from the read model: a redelivered
+        event re-sends them under the same event ids (consumers de-duplicate), the claim's and
+        those of the claims of its visit it adjusted."""
         adjudicated = await self.deps.store.adjudication(claim_id)
         if adjudicated is None:
             return []
-        return [ClaimAdjudicated(derived_event_id(source_event_id, "adjudicated"), adjudicated)]
+        out = [ClaimAdjudicated(derived_event_id(source_event_id, "adjudicated"), adjudicated)]
+        key = state.claim_visits.get(claim_id) if state is not None else None
+        visit = state.visits.get(key) if key else None
+        for sale in visit.sales if visit is not None else ():
+            other = await self.deps.store.adjudication(sale.sale_id) if sale.sale_id != claim_id else None
+            if other is not None and other.adjusted_by == claim_id:
+                out.append(ClaimAdjudicated(derived_event_id(source_event_id, f"adjusted:{sale.sale_id}"), other))
+        return out
 
-    async def _prescription(self, event: ClaimSubmitted) -> dict[int, PrescribedLine] | None:
+    def _trusted(self, attached: AttachedPrescription) -> PrescriptionFacts | None:
+        """The prescription's facts when its prescriber's signature verifies, else None."""
+        if self.deps.signatures is not None and self.deps.signatures.verify(attached.document):
+            return attached.facts
+        return None
+
+    async def _prescription(self, event: ClaimSubmitted) -> PrescriptionFacts | None:
         """The signed prescription attached to the claim when its signature verifies (the
         pharmacy cannot alter it), else the one seen on rx.prescriptions.v1, if any."""
         attached = event.attached
-        if (attached is not None and attached.code == event.claim.prescription_code
-                and self.deps.signatures is not None and self.deps.signatures.verify(attached.document)):
-            return {n: PrescribedLine(n, drug, quantity, self._ingredients(drug)) for n, drug, quantity in attached.lines}
+        if attached is not None and attached.code == event.claim.prescription_code:
+            facts = self._trusted(attached)
+            if facts is not None:
+                return facts
         return await self.deps.store.prescription(event.claim.prescription_code)
-
-    def _ingredients(self, drug_code: str) -> tuple[str, ...]:
-        drug = self.deps.rules.drugs.get(drug_code)
-        return drug.ingredient_names if drug else ()
 
     # Prescriptions stream: what claims are checked against, and doctor shopping
 
     async def on_prescription_issued(self, event: PrescriptionIssued) -> list[DoctorShoppingAlert]:
-        await self.deps.store.save_prescription(event.code, [
-            PrescribedLine(n, drug, quantity, self._ingredients(drug)) for n, drug, quantity in event.lines])
+        await self.deps.store.save_prescription(event.facts)
         if not event.controlled or not event.patient_key:
             return []
         new = alerts.ControlledPrescription(event.code, event.prescriber, event.issued_at)

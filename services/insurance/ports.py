@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from services.insurance.domain.adjudication import Adjudication, PrescribedLine, QuotedLine
+from services.insurance.domain.adjudication import Adjudication, QuotedLine
 from services.insurance.domain.alerts import ControlledPrescription
 from services.insurance.domain.identifiers import Identifier
 from services.insurance.domain.model import Member
-from services.insurance.domain.state import YearState
+from services.insurance.domain.prescriptions import PrescriptionFacts
+from services.insurance.domain.state import VisitState, YearState
 
 
 class InsuranceStore(Protocol):
@@ -29,16 +30,21 @@ class InsuranceStore(Protocol):
 
     async def quote(self, quote_id: str) -> dict[int, QuotedLine] | None: ...
 
-    async def save_adjudication(self, adjudication: Adjudication, year: tuple[int, YearState] | None = None) -> None:
-        """The claim's latest outcome and, with it, the member's accumulator for that year."""
+    async def save_adjudication(self, adjudication: Adjudication, year: tuple[int, YearState] | None = None,
+                                visit: tuple[str, VisitState] | None = None) -> None:
+        """The claim's latest outcome and, with it, the member's accumulator for that year and
+        the state of the claim's visit (key, state)."""
+
+    async def visit(self, member_id: str, key: str) -> VisitState | None:
+        """The member's visit as the adjudicator last left it."""
 
     async def adjudication(self, claim_id: str) -> Adjudication | None: ...
 
     async def year(self, member_id: str, year: int) -> YearState | None: ...
 
-    async def save_prescription(self, code: str, lines: list[PrescribedLine]) -> None: ...
+    async def save_prescription(self, facts: PrescriptionFacts) -> None: ...
 
-    async def prescription(self, code: str) -> dict[int, PrescribedLine] | None: ...
+    async def prescription(self, code: str) -> PrescriptionFacts | None: ...
 
     async def controlled_history(self, patient_key: str, new: ControlledPrescription) -> list[ControlledPrescription]:
         """Adds `new` to the patient's list and returns the others within the doctor-shopping

@@ -66,7 +66,7 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
             if state.handled(claim_id, kind, envelope.event_id):
                 # Redelivered after its outcome was recorded: send that outcome again, in case the
                 # crash lost it; the same event id lets every consumer drop the copy.
-                await send(await h.republish(envelope.event_id, claim_id))
+                await send(await h.republish(envelope.event_id, claim_id, state))
                 return
             if kind == SUBMITTED:
                 outgoing, state = await h.on_claim_submitted(event, state)

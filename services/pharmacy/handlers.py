@@ -55,8 +55,8 @@ class Pharmacy:
             signature_valid=ledger is not None and self.deps.signatures.verify(ledger.prescription.document))
         quote = None
         if command.bhyt_card is not None:
-            quote = await self.deps.insurance.quote(command.bhyt_card, local_day(checked.now),
-                                                    ledger.prescription.facility_code, checked.quote_lines())
+            quote = await self.deps.insurance.quote(command.bhyt_card, local_day(checked.now), ledger.prescription,
+                                                    checked.quote_lines())
         plan = dispensing.plan_dispense(checked, quote, dispense_token=secrets.token_hex(8),
                                         claim_token=secrets.token_hex(16))
         result = dispensing.settle(plan, await store.dispense(plan))

@@ -37,10 +37,12 @@ class LedgerStore(Protocol):
 
 
 class Insurance(Protocol):
-    """Quotes what the fund and the patient pay. Raises InsuranceUnavailable when it cannot
-    answer in time, Refused when the card is not eligible, InvalidRequest for a malformed card."""
+    """Quotes what the fund and the patient pay for a sale against a signed prescription (the
+    insurer checks the card is its patient's). Raises InsuranceUnavailable when it cannot
+    answer in time, Refused when the card is not eligible or not the patient's, InvalidRequest
+    for a malformed card."""
 
-    async def quote(self, card: str, day: date, facility: str, lines: list[QuoteLine]) -> Quote: ...
+    async def quote(self, card: str, day: date, prescription: Prescription, lines: list[QuoteLine]) -> Quote: ...
 
 
 class SignatureCheck(Protocol):

@@ -8,14 +8,16 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from services.insurance.adapters.redis_store import RedisInsuranceStore
-from services.insurance.domain.adjudication import Adjudication, LineDecision, PrescribedLine, QuotedLine
+from services.insurance.domain.adjudication import Adjudication, LineDecision, QuotedLine
+from services.insurance.domain.coverage import PricedLine, Sale
 from services.insurance.domain.alerts import ControlledPrescription
 from services.insurance.domain.identifiers import Identifier
 from services.insurance.domain.model import CardPeriod, Member
-from services.insurance.domain.state import YearState
+from services.insurance.domain.state import VisitState, YearState
 from tests.support import random_digits
 from tests.support import empty_redis_database
 from tests.support.memory_insurance import MemoryInsuranceStore
+from tests.support.members import prescription_facts
 
 CONTRACT_DB = 4
 AT = datetime(2026, 11, 20, 3, tzinfo=timezone.utc)
@@ -60,9 +62,13 @@ async def test_quotes_and_prescriptions_come_back_as_saved(store):
     await store.save_quote("q1", "0123456789", lines)
     assert await store.quote("q1") == {1: lines[0], 2: lines[1]}
     assert await store.quote("nope") is None and await store.quote("") is None
-    prescribed = [PrescribedLine(1, "B01AF01-20T", 30, ("rivaroxaban",))]
-    await store.save_prescription("01001abcdefg-c", prescribed)
-    assert await store.prescription("01001abcdefg-c") == {1: prescribed[0]}
+    facts = prescription_facts((1, "B01AF01-20T", 30), (2, "N02BE01-500T", 10), card="DN4010123456789",
+                               encounter="K-2026-001", other_costs=150_000)
+    await store.save_prescription(facts)
+    assert await store.prescription("01001abcdefg-c") == facts
+    undated = replace(facts, code="01001abcdefh-c", visit=replace(facts.visit, day=None))
+    await store.save_prescription(undated)
+    assert await store.prescription("01001abcdefh-c") == undated
     assert await store.prescription("01001zzzzzzz-c") is None
 
 
@@ -81,6 +87,18 @@ async def test_the_latest_outcome_of_a_claim_wins_and_carries_the_member_s_year(
     exempt = YearState(16_000_000, date(2026, 11, 20), "c9")
     await store.save_adjudication(replace(first, claim_id="c9"), (2026, exempt))
     assert await store.year("0123456789", 2026) == exempt
+
+
+async def test_a_visit_comes_back_with_its_sales_for_the_counter(store):
+    sale = Sale("c1", (PricedLine(1, "N02BE01-500T", 20, 1_200, 1_050, "facility_bid", 100, True,
+                                  "PRICE_ABOVE_REFERENCE"),), 80, "")
+    visit = VisitState(date(2026, 11, 20), 150_000, AT.isoformat(), (sale,), {"c1": ((21_000, 21_000, 0),)})
+    adjudication = Adjudication("c1", "0123456789", "partial", AT, visit_key="01001:K-1", revision=2,
+                                adjusted_by="c2", visit_cost_vnd=171_000)
+    await store.save_adjudication(adjudication, None, ("01001:K-1", visit))
+    assert await store.visit("0123456789", "01001:K-1") == visit
+    assert await store.adjudication("c1") == adjudication
+    assert await store.visit("0123456789", "01001:K-2") is None and await store.visit("9", "01001:K-1") is None
 
 
 async def test_controlled_history_is_the_window_on_either_side(store):

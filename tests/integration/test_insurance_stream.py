@@ -19,8 +19,10 @@ DAY = common_pb2.Date(year=2026, month=11, day=20)
 
 
 def prescription(code, lines, *, rx_type=common_pb2.PRESCRIPTION_TYPE_ORDINARY, prescriber="001234/HNO-CCHN",
-                 patient="001203004567", issued_at=None):
+                 patient="001203004567", issued_at=None, encounter=None):
     rx = common_pb2.Prescription(code=code, type=rx_type, facility_code=code[:5])
+    if encounter is not None:
+        rx.encounter.id, rx.encounter.other_costs_vnd = encounter
     rx.patient.identifier.citizen_id = patient
     rx.prescriber.certificate_number = prescriber
     for n, (drug, qty) in enumerate(lines, start=1):
@@ -29,14 +31,16 @@ def prescription(code, lines, *, rx_type=common_pb2.PRESCRIPTION_TYPE_ORDINARY, 
     return events_pb2.PrescriptionIssued(prescription=rx)
 
 
-def claim(member, code, *, qty=30, price=1_000_000, fund=12_000_000, claim_id=None, dispense_id=None):
-    # Xarelto at ratio 50: 30 x 1,000,000 -> insured 15,000,000 -> fund 80% 12,000,000, co-payment 3,000,000
+def claim(member, code, *, drug="A10AE04-PEN", qty=50, price=260_000, fund=10_400_000, claim_id=None,
+          dispense_id=None):
+    # insulin pens at their reference price 260,000 and ratio 100: 50 -> insured 13,000,000 ->
+    # fund 80% 10,400,000, co-payment 2,600,000 (over 15% of the base salary: no visit exemption)
     return events_pb2.ClaimSubmitted(
         claim_id=claim_id or str(uuid.uuid4()), dispense_id=dispense_id or str(uuid.uuid4()),
         member_id=member.member_id, card_code=member.cards[0].card_code, facility_code="01001",
         pharmacy_code="PH0001", prescription_code=code, dispensed_on=DAY,
-        lines=[events_pb2.ClaimLine(line_number=1, drug_code="B01AF01-20T", quantity=qty, unit_price_vnd=price,
-                                    payment_ratio=50, fund_vnd=fund)])
+        lines=[events_pb2.ClaimLine(line_number=1, drug_code=drug, quantity=qty, unit_price_vnd=price,
+                                    fund_vnd=fund)])
 
 
 def adjudications(settings, claim_ids, at_least, timeout=120):
@@ -61,7 +65,8 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
     member = new_member(4, five_years_from=date(2018, 1, 1))
     await store.upsert_member(member)
     code = code_for()
-    publish(settings.kafka_bootstrap, PRESCRIPTIONS, prescription(code, [("B01AF01-20T", 30)]), code)
+    publish(settings.kafka_bootstrap, PRESCRIPTIONS,
+            prescription(code, [("A10AE04-PEN", 50)], patient=member.citizen_id), code)
     await eventually(lambda: store.prescription(code), timeout=120, message="the prescription seen by insurance")
 
     first = [claim(member, code) for _ in range(3)]
@@ -69,7 +74,7 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
         publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
     before = adjudications(settings, [c.claim_id for c in first], 3)
     assert {m.outcome for outs in before.values() for _, m in outs} == {events_pb2.CLAIM_OUTCOME_APPROVED}
-    assert all(m.fund_total_vnd == 12_000_000 for outs in before.values() for _, m in outs)
+    assert all(m.fund_total_vnd == 10_400_000 for outs in before.values() for _, m in outs)
 
     worker = insurance_worker["proc"]
     worker.send_signal(signal.SIGKILL)
@@ -77,11 +82,11 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
     insurance_worker["proc"] = start_process(["-m", "services.insurance.worker", "worker", "-l", "warn",
                                               "--without-web"])
 
-    # 3 x 3,000,000 before the crash, 3 more after: 18,000,000 > 6 x 2,530,000 = 15,180,000
+    # 3 x 2,600,000 before the crash, 3 more after: 15,600,000 > 6 x 2,530,000 = 15,180,000
     # crossed by the sixth claim, so the seventh is exempt, if the first three were remembered.
     second = [claim(member, code) for _ in range(3)]
     duplicate = claim(member, code, dispense_id=first[0].dispense_id)
-    exempt = claim(member, code, fund=15_000_000)
+    exempt = claim(member, code, fund=13_000_000)
     for c in second + [duplicate, exempt]:
         publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
     try:
@@ -90,11 +95,11 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
     except AssertionError as timeout:
         raise AssertionError(f"{timeout}; the restarted worker said: {output_of(insurance_worker['proc'])[-4000:]}")
     last = after[exempt.claim_id][-1][1]
-    assert last.copay_exempt and last.fund_total_vnd == 15_000_000 and last.lines[0].copay_vnd == 0
+    assert last.copay_exempt and last.fund_total_vnd == 13_000_000 and last.lines[0].copay_vnd == 0
     rejected = after[duplicate.claim_id][-1][1]
     assert (rejected.outcome, rejected.reason_code) == (events_pb2.CLAIM_OUTCOME_REJECTED, "DUPLICATE_CLAIM")
     year = await store.year(member.member_id, 2026)
-    assert year.copay == 6 * 3_000_000 and year.exempt_from == date(2026, 11, 20)
+    assert year.copay == 6 * 2_600_000 and year.exempt_from == date(2026, 11, 20)
 
     reversal = events_pb2.ClaimReversalRequested(claim_id=second[-1].claim_id, dispense_id=second[-1].dispense_id,
                                                  member_id=member.member_id, reason="sale reversed")
@@ -103,7 +108,49 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
                            for _, m in adjudications(settings, [second[-1].claim_id], 1)[second[-1].claim_id]),
                timeout=60, message="reversal")
     year = await store.year(member.member_id, 2026)
-    assert year.copay == 5 * 3_000_000 and year.exempt_from is None  # back under the threshold
+    assert year.copay == 5 * 2_600_000 and year.exempt_from is None  # back under the threshold
+
+
+async def test_a_prescription_sold_in_three_small_sales_is_paid_as_one_sale(settings, store, insurance_worker):
+    """Hole: the 15% threshold was judged per sale, so small sales were each paid in full."""
+    lines = [("J01CR02-1GT", 14), ("M01AE01-400T", 15)]
+
+    def line(number, drug, qty, price):
+        return events_pb2.ClaimLine(line_number=number, drug_code=drug, quantity=qty, unit_price_vnd=price)
+
+    def visit(sales):
+        member = new_member(4)
+        code = code_for()
+        publish(settings.kafka_bootstrap, PRESCRIPTIONS,
+                prescription(code, lines, patient=member.citizen_id, encounter=(f"K-{code}", 150_000)), code)
+        return member, code, [events_pb2.ClaimSubmitted(
+            claim_id=str(uuid.uuid4()), dispense_id=str(uuid.uuid4()), member_id=member.member_id,
+            card_code=member.cards[0].card_code, pharmacy_code="PH0001", prescription_code=code, dispensed_on=DAY,
+            lines=[line(*spec) for spec in sale]) for sale in sales]
+
+    one = visit([[(1, "J01CR02-1GT", 14, 16_200), (2, "M01AE01-400T", 15, 1_800)]])
+    three = visit([[(2, "M01AE01-400T", 10, 1_800)], [(2, "M01AE01-400T", 5, 1_800)], [(1, "J01CR02-1GT", 14, 16_200)]])
+    for member, code, claims in (one, three):
+        await store.upsert_member(member)
+        await eventually(lambda: store.prescription(code), timeout=120, message="the prescription seen by insurance")
+        for c in claims:   # one after another: the counter's order
+            publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
+
+    def latest(claims, revisions):
+        found = adjudications(settings, [c.claim_id for c in claims], len(claims))
+        last = {cid: max((m for _, m in outs), key=lambda m: m.revision) for cid, outs in found.items()}
+        return last if sorted(m.revision for m in last.values()) == revisions else None
+
+    single = wait_until(lambda: latest(one[2], [0]), timeout=120, interval=1, message="the single sale")
+    split = wait_until(lambda: latest(three[2], [0, 1, 1]), timeout=120, interval=1,
+                       message="the split sales, the first two adjusted")
+    # 150,000 + 226,800 + 27,000 = 403,800 >= 379,500: 80% of 253,800 whichever way it is sold
+    assert sum(m.fund_total_vnd for m in single.values()) == sum(m.fund_total_vnd for m in split.values()) == 203_040
+    assert sum(m.patient_total_vnd for m in split.values()) == 50_760
+    adjusted = [m for m in split.values() if m.revision == 1]
+    assert {m.adjusted_by_claim_id for m in adjusted} == {three[2][2].claim_id}
+    assert all(m.visit_cost_vnd == 403_800 and not m.copay_exempt for m in split.values())
+    assert (await store.year(three[0].member_id, 2026)).copay == 50_760
 
 
 def test_three_prescribers_of_controlled_drugs_in_30_days_raise_an_alert(settings, insurance_worker):
@@ -131,8 +178,9 @@ async def test_the_agency_follows_its_own_group_and_exports_a_month(settings, st
     member = new_member(4)
     await store.upsert_member(member)
     code = code_for()
-    publish(settings.kafka_bootstrap, PRESCRIPTIONS, prescription(code, [("B01AF01-20T", 30)]), code)
-    c = claim(member, code, price=58_000, fund=696_000)
+    publish(settings.kafka_bootstrap, PRESCRIPTIONS,
+            prescription(code, [("B01AF01-20T", 30)], patient=member.citizen_id), code)
+    c = claim(member, code, drug="B01AF01-20T", qty=30, price=58_000, fund=696_000)
     publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
     adjudications(settings, [c.claim_id], 1)
 

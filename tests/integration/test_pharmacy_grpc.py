@@ -64,7 +64,7 @@ async def test_a_bhyt_sale_returns_who_pays_what(pharmacy, store):
     stub, tokens, _, handlers = pharmacy
     member = new_member(4)
     await store.upsert_member(member)
-    rx = await ready(handlers, ("B01AF01-20T", 30), ("M01AX05-500C", 60))
+    rx = await ready(handlers, ("B01AF01-20T", 30), ("M01AX05-500C", 60), patient=member.citizen_id)
     reply = await stub.DispensePrescription(sale(rx.code, (1, "B01AF01-20T", 30, 58_000, False),
                                                  (2, "M01AX05-500C", 60, 1_600, False),
                                                  card=member.cards[0].card_code),
@@ -79,7 +79,7 @@ async def test_a_bhyt_sale_returns_who_pays_what(pharmacy, store):
     assert reason_of(err) == "BHYT_NOT_ELIGIBLE"
     someone_else = new_member(4)
     await store.upsert_member(someone_else)
-    carded = await ready(handlers, ("B01AF01-20T", 30), card=member.cards[0].card_code)
+    carded = await ready(handlers, ("B01AF01-20T", 30), card=member.cards[0].card_code, patient=member.citizen_id)
     err = await refused(stub.DispensePrescription(sale(carded.code, (1, "B01AF01-20T", 30, 58_000, False),
                                                        card=someone_else.citizen_id),
                                                   metadata=auth(tokens, "pharmacy-a")), grpc.StatusCode.FAILED_PRECONDITION)
@@ -87,6 +87,37 @@ async def test_a_bhyt_sale_returns_who_pays_what(pharmacy, store):
     by_citizen_id = await stub.DispensePrescription(sale(carded.code, (1, "B01AF01-20T", 30, 58_000, False),
                                                          card=member.citizen_id), metadata=auth(tokens, "pharmacy-a"))
     assert by_citizen_id.fund_total_vnd == 696_000  # the patient's own card, named by citizen ID
+
+
+async def test_a_card_is_billed_only_for_its_own_member_s_prescription(pharmacy, store):
+    """Hole: a prescription that records no card took any eligible card at the counter."""
+    stub, tokens, _, handlers = pharmacy
+    patient, stranger = new_member(4), new_member(4)
+    for m in (patient, stranger):
+        await store.upsert_member(m)
+    rx = await ready(handlers, ("B01AF01-20T", 30), patient=patient.citizen_id)   # no card recorded
+    for identifier in (stranger.cards[0].card_code, stranger.member_id, stranger.citizen_id):
+        err = await refused(stub.DispensePrescription(sale(rx.code, (1, "B01AF01-20T", 30, 58_000, False),
+                                                           card=identifier), metadata=auth(tokens, "pharmacy-a")),
+                            grpc.StatusCode.FAILED_PRECONDITION)
+        assert reason_of(err) == "BHYT_CARD_NOT_PATIENTS" and fields_of(err) == ["bhyt_card"], identifier
+    own = await stub.DispensePrescription(sale(rx.code, (1, "B01AF01-20T", 10, 58_000, False),
+                                               card=patient.member_id), metadata=auth(tokens, "pharmacy-a"))
+    assert own.claim_id and own.fund_total_vnd > 0
+
+
+async def test_the_fund_pays_at_most_the_reference_price(pharmacy, store):
+    """Hole: the fund paid whatever unit price the pharmacy declared."""
+    stub, tokens, _, handlers = pharmacy
+    member = new_member(4)
+    await store.upsert_member(member)
+    rx = await ready(handlers, ("N02BE01-500T", 20), patient=member.citizen_id)
+    reply = await stub.DispensePrescription(sale(rx.code, (1, "N02BE01-500T", 20, 10_000_000, False),
+                                                 card=member.cards[0].card_code), metadata=auth(tokens, "pharmacy-a"))
+    # Demo A's last winning bid for paracetamol 500 mg is 1,050 a tablet: the fund's share is
+    # computed on 20 x 1,050 = 21,000 (under 15% of the base salary: paid in full); the
+    # patient pays the other 199,979,000 of the 200,000,000 declared.
+    assert [(l.insured_vnd, l.fund_vnd, l.patient_vnd) for l in reply.lines] == [(21_000, 21_000, 199_979_000)]
 
 
 async def test_a_retry_with_the_same_key_returns_the_first_result(pharmacy):

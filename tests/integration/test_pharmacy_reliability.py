@@ -45,8 +45,8 @@ def outbox_drained(settings):
     return sum(client.xlen(s) for s in RedisLedgerStore(client, settings.outbox_shards).layout.streams()) == 0
 
 
-def published_prescription(settings, lines):
-    rx = signed_prescription(lines)
+def published_prescription(settings, lines, patient=""):
+    rx = signed_prescription(lines, patient=patient)
     publish(settings.kafka_bootstrap, PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
     client = sync_redis.Redis.from_url(settings.redis_url)
     key = RedisLedgerStore(client, settings.outbox_shards).ledger_key(rx.code)
@@ -194,7 +194,7 @@ async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pip
     client = redis.asyncio.Redis.from_url(settings.redis_url, protocol=3)
     await RedisInsuranceStore(client).upsert_member(member)
     await client.aclose()
-    rx = published_prescription(settings, [("B01AF01-20T", 30)])
+    rx = published_prescription(settings, [("B01AF01-20T", 30)], patient=member.citizen_id)
     insurance_port, port = free_port(), free_port()
     insurance = start_process(["-m", "services.insurance.app"], env={"EPRX_INSURANCE_PORT": str(insurance_port)})
     wait_until(lambda: serving(insurance_port), timeout=60, message="insurance")

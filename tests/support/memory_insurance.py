@@ -12,6 +12,7 @@ class MemoryInsuranceStore:
         for m in members:
             self._index(m)
         self.prescriptions, self.quotes, self.claims, self.years, self.windows = {}, {}, {}, {}, {}
+        self.visits = {}
 
     def _index(self, member) -> None:
         self.index[("cccd", member.citizen_id)] = member.member_id
@@ -45,8 +46,8 @@ class MemoryInsuranceStore:
     async def prescription(self, code):
         return self.prescriptions.get(code)
 
-    async def save_prescription(self, code, lines):
-        self.prescriptions[code] = {line.line_number: line for line in lines}
+    async def save_prescription(self, facts):
+        self.prescriptions[facts.code] = facts
 
     async def save_quote(self, quote_id, member_id, lines):
         self.quotes[quote_id] = {line.line_number: line for line in lines}
@@ -54,10 +55,15 @@ class MemoryInsuranceStore:
     async def quote(self, quote_id):
         return self.quotes.get(quote_id)
 
-    async def save_adjudication(self, adjudication, year=None):
+    async def save_adjudication(self, adjudication, year=None, visit=None):
         self.claims[adjudication.claim_id] = adjudication
         if year is not None:
             self.years[(adjudication.member_id, year[0])] = year[1]
+        if visit is not None:
+            self.visits[(adjudication.member_id, visit[0])] = visit[1]
+
+    async def visit(self, member_id, key):
+        return self.visits.get((member_id, key))
 
     async def adjudication(self, claim_id):
         return self.claims.get(claim_id)

@@ -11,8 +11,10 @@ from services.common import dates
 from services.common.events import KafkaRecord, new_envelope, payload_of, to_record
 from services.common.logging import correlation_id
 from services.common.topics import ALERTS, CLAIMS_ADJUDICATED
+from services.kernel.calendar import local_day
 from services.insurance.domain import adjudication
 from services.insurance.domain.adjudication import Adjudication, Claim, ClaimLine, LineDecision
+from services.insurance.domain.prescriptions import Patient, PrescriptionFacts, Visit, visit_key
 from services.insurance.domain.events import (AttachedPrescription, ClaimAdjudicated, ClaimReversalRequested,
                                               ClaimSubmitted, DoctorShoppingAlert, Outgoing, PrescriptionIssued)
 
@@ -27,6 +29,22 @@ OUTCOMES = {
 LINE_OUTCOMES = {adjudication.APPROVED: events_pb2.LINE_OUTCOME_APPROVED,
                  adjudication.REDUCED: events_pb2.LINE_OUTCOME_REDUCED,
                  adjudication.REJECTED: events_pb2.LINE_OUTCOME_REJECTED}
+
+
+def facts_of(rx: common_pb2.Prescription) -> PrescriptionFacts:
+    """What the insurer reads of a prescription (common.v1.Prescription)."""
+    issued_at = rx.issued_at.ToDatetime(tzinfo=timezone.utc)
+    identifier = rx.patient.identifier
+    citizen_id = identifier.citizen_id if identifier.WhichOneof("kind") == "citizen_id" else ""
+    visit = Visit(visit_key(rx.facility_code, rx.encounter.id.strip(), rx.code), rx.encounter.other_costs_vnd,
+                  local_day(issued_at) if rx.HasField("issued_at") else None, issued_at)
+    return PrescriptionFacts(rx.code, rx.facility_code.lower(), Patient(citizen_id.strip(),
+                                                                     rx.patient.bhyt_card.strip().upper()),
+                             tuple((l.line_number, l.drug_code, l.quantity) for l in rx.lines), visit)
+
+
+def attached_of(rx: common_pb2.Prescription) -> AttachedPrescription:
+    return AttachedPrescription(facts_of(rx), rx.SerializeToString(deterministic=True))
 
 
 def decode_claim_event(envelope: events_pb2.EventEnvelope) -> ClaimSubmitted | ClaimReversalRequested:
@@ -46,11 +64,7 @@ def decode_claim_event(envelope: events_pb2.EventEnvelope) -> ClaimSubmitted | C
                   payload.prescription_code, day,
                   tuple(ClaimLine(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd, l.fund_vnd)
                         for l in payload.lines), payload.pharmacy_code)
-    attached = None
-    if payload.HasField("prescription"):
-        rx = payload.prescription
-        attached = AttachedPrescription(rx.code, tuple((l.line_number, l.drug_code, l.quantity) for l in rx.lines),
-                                        rx.SerializeToString(deterministic=True))
+    attached = attached_of(payload.prescription) if payload.HasField("prescription") else None
     return ClaimSubmitted(envelope.event_id, claim, payload.quote_id, attached)
 
 
@@ -62,14 +76,15 @@ def decode_prescription_event(envelope: events_pb2.EventEnvelope) -> Prescriptio
     patient_key = f"{kind}:{getattr(rx.patient.identifier, kind)}" if kind else ""
     return PrescriptionIssued(envelope.event_id, rx.code, rx.type in CONTROLLED, patient_key,
                               rx.prescriber.certificate_number, rx.issued_at.ToDatetime(tzinfo=timezone.utc),
-                              tuple((l.line_number, l.drug_code, l.quantity) for l in rx.lines))
+                              facts_of(rx))
 
 
 def _line(d: LineDecision) -> events_pb2.AdjudicatedLine:
     return events_pb2.AdjudicatedLine(
         line_number=d.line_number, drug_code=d.drug_code, outcome=LINE_OUTCOMES[d.outcome], reason_code=d.reason,
         insured_vnd=d.insured_vnd, fund_vnd=d.fund_vnd, patient_vnd=d.patient_vnd, quantity=d.quantity,
-        unit_price_vnd=d.unit_price_vnd, payment_ratio=d.payment_ratio, copay_vnd=d.copay_vnd)
+        unit_price_vnd=d.unit_price_vnd, payment_ratio=d.payment_ratio, copay_vnd=d.copay_vnd,
+        reference_price_vnd=d.reference_price_vnd)
 
 
 def adjudicated_message(a: Adjudication) -> events_pb2.ClaimAdjudicated:
@@ -77,7 +92,9 @@ def adjudicated_message(a: Adjudication) -> events_pb2.ClaimAdjudicated:
         claim_id=a.claim_id, dispense_id=a.dispense_id, member_id=a.member_id, card_code=a.card_code,
         outcome=OUTCOMES[a.outcome], reason_code=a.reason, fund_total_vnd=a.fund_total_vnd,
         patient_total_vnd=a.patient_total_vnd, benefit_percent=a.benefit_percent, pharmacy_code=a.pharmacy_code,
-        prescription_code=a.prescription_code, copay_exempt=a.copay_exempt, lines=[_line(d) for d in a.lines])
+        prescription_code=a.prescription_code, copay_exempt=a.copay_exempt, lines=[_line(d) for d in a.lines],
+        revision=a.revision, adjusted_by_claim_id=a.adjusted_by, visit_key=a.visit_key,
+        visit_cost_vnd=a.visit_cost_vnd)
     if a.dispensed_on is not None:
         message.dispensed_on.CopyFrom(dates.to_proto(a.dispensed_on))
     message.adjudicated_at.FromDatetime(a.adjudicated_at)

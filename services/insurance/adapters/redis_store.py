@@ -8,11 +8,12 @@ from dataclasses import asdict, fields
 from datetime import date, datetime, timezone
 
 from services.common.scripts import lua
-from services.insurance.domain.adjudication import Adjudication, LineDecision, PrescribedLine, QuotedLine
+from services.insurance.domain.adjudication import Adjudication, LineDecision, QuotedLine
 from services.insurance.domain.alerts import WINDOW, ControlledPrescription
 from services.insurance.domain.identifiers import Identifier
 from services.insurance.domain.model import CardPeriod, Member
-from services.insurance.domain.state import YearState
+from services.insurance.domain.prescriptions import Patient, PrescriptionFacts, Visit
+from services.insurance.domain.state import VISIT_KEPT, VisitState, YearState
 
 P = "insurance"
 QUOTE_TTL_SECONDS = 30 * 24 * 3600
@@ -52,6 +53,23 @@ def _adjudication_from_json(raw: bytes) -> Adjudication:
     d["dispensed_on"] = date.fromisoformat(d["dispensed_on"]) if d["dispensed_on"] else None
     d["lines"] = tuple(LineDecision(**line) for line in d["lines"])
     return Adjudication(**d)
+
+
+def facts_json(f: PrescriptionFacts) -> str:
+    v = f.visit
+    return json.dumps({"code": f.code, "facility_code": f.facility_code, "citizen_id": f.patient.citizen_id,
+                       "card": f.patient.card, "lines": [list(line) for line in f.lines],
+                       "visit": [v.key, v.other_costs_vnd, v.day.isoformat() if v.day else None,
+                                 v.stated_at.isoformat()]})
+
+
+def facts_of(raw) -> PrescriptionFacts:
+    d = json.loads(raw)
+    key, costs, day, stated_at = d["visit"]
+    return PrescriptionFacts(d["code"], d["facility_code"], Patient(d["citizen_id"], d["card"]),
+                             tuple(tuple(line) for line in d["lines"]),
+                             Visit(key, costs, date.fromisoformat(day) if day else None,
+                                   datetime.fromisoformat(stated_at)))
 
 
 def _year_json(y: YearState) -> str:
@@ -106,13 +124,26 @@ class RedisInsuranceStore:
 
     # Claims (read model) and the accumulator mirror
 
-    async def save_adjudication(self, adjudication: Adjudication, year: tuple[int, YearState] | None = None) -> None:
-        """The claim's outcome and, in the same round trip, the member's accumulator for its year."""
+    async def save_adjudication(self, adjudication: Adjudication, year: tuple[int, YearState] | None = None,
+                                visit: tuple[str, VisitState] | None = None) -> None:
+        """The claim's outcome and, in the same round trip, the member's accumulator for its
+        year and its visit's sales (what a quote at the counter adds a sale to)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(f"{P}:claim:{adjudication.claim_id}", _adjudication_json(adjudication))
             if year is not None:
                 pipe.hset(f"{P}:accumulator:{{{adjudication.member_id}}}", str(year[0]), _year_json(year[1]))
+            if visit is not None:
+                pipe.set(self._visit_key(adjudication.member_id, visit[0]), json.dumps(visit[1].to_json()),
+                         ex=int(VISIT_KEPT.total_seconds()))
             await pipe.execute()
+
+    @staticmethod
+    def _visit_key(member_id: str, key: str) -> str:
+        return f"{P}:visit:{{{member_id}}}:{key}"
+
+    async def visit(self, member_id: str, key: str) -> VisitState | None:
+        raw = await self.redis.get(self._visit_key(member_id, key))
+        return VisitState.from_json(json.loads(raw)) if raw else None
 
     async def adjudication(self, claim_id: str) -> Adjudication | None:
         raw = await self.redis.get(f"{P}:claim:{claim_id}")
@@ -124,15 +155,12 @@ class RedisInsuranceStore:
 
     # Prescriptions seen on rx.prescriptions.v1
 
-    async def save_prescription(self, code: str, lines: list[PrescribedLine]) -> None:
-        await self.redis.set(f"{P}:rx:{code}", json.dumps([asdict(line) for line in lines]))
+    async def save_prescription(self, facts: PrescriptionFacts) -> None:
+        await self.redis.set(f"{P}:rx:{facts.code}", facts_json(facts))
 
-    async def prescription(self, code: str) -> dict[int, PrescribedLine] | None:
+    async def prescription(self, code: str) -> PrescriptionFacts | None:
         raw = await self.redis.get(f"{P}:rx:{code}")
-        if raw is None:
-            return None
-        return {d["line_number"]: PrescribedLine(d["line_number"], d["drug_code"], d["quantity"],
-                                                 tuple(d["ingredients"])) for d in json.loads(raw)}
+        return facts_of(raw) if raw is not None else None
 
     # Controlled prescriptions per patient, for doctor shopping
 

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from services.common.formulary import load_formulary
 from services.common.reference_files import ReferenceDataError, load_manifest, read_rows
+from services.insurance.domain import prices
 from services.insurance.domain.model import BenefitLevel, Coverage, ExemptionRule, Rules
+
+LEVELS = ("primary", "basic", "specialised")
 
 
 def load(directory: Path) -> Rules:
@@ -51,9 +54,48 @@ def load(directory: Path) -> Rules:
             raise row.fail("payment_ratio", "must be 0 exactly when the drug is not covered")
         changes[code].append((row.day("effective_from"), Coverage(covered, ratio)))
 
+    price_list = load_prices(directory, drugs)
     for name, table in (("base_salary.csv", salaries), ("exemption_rules.csv", exemption)):
         if not table:
             raise ReferenceDataError(str(folder / name), None, None, "has no rows")
     return Rules(version=manifest.version, drugs=drugs, base_salary=tuple(sorted(salaries)),
                  benefit_levels=tuple(sorted(levels.items())), exemption=tuple(sorted(exemption)),
-                 coverage_changes={k: tuple(sorted(v)) for k, v in changes.items()})
+                 coverage_changes={k: tuple(sorted(v)) for k, v in changes.items()}, prices=price_list)
+
+
+def load_prices(directory: Path, drugs: dict) -> prices.PriceList:
+    """facilities.csv (province, level, ownership) and insurance/drug_prices.csv."""
+    facilities = {}
+    for row in read_rows(directory / "facilities.csv", ("code", "province", "level", "ownership")):
+        code = row.text("code").lower()
+        facilities[code] = prices.Facility(code, row.text("province"), row.choice("level", LEVELS),
+                                           row.choice("ownership", ("public", "private")) == "public")
+    provinces = {f.province for f in facilities.values()}
+    tables: dict = {basis: defaultdict(list) for basis in prices.BASES}
+    seen: dict = {}
+    for row in read_rows(directory / "insurance" / "drug_prices.csv",
+                         ("effective_from", "drug_code", "basis", "scope", "unit_price_vnd", "source")):
+        code, basis, scope = row.text("drug_code"), row.choice("basis", prices.BASES), row.text("scope")
+        if code not in drugs:
+            raise row.fail("drug_code", f"{code!r} is not in the formulary")
+        if basis == prices.FACILITY_BID:
+            scope = scope.lower()
+            if scope not in facilities:
+                raise row.fail("scope", f"{scope!r} is not in facilities.csv")
+            key = (scope, code)
+        elif basis == prices.PROVINCIAL:
+            if scope not in provinces:
+                raise row.fail("scope", f"{scope!r} is no province of facilities.csv")
+            key = (scope, code)
+        else:
+            if scope != "VN":
+                raise row.fail("scope", "a national price has scope VN")
+            key = code
+        day = row.day("effective_from")
+        if (basis, key, day) in seen:
+            raise row.fail("effective_from", f"repeats row {seen[(basis, key, day)]}")
+        seen[(basis, key, day)] = row.number
+        tables[basis][key].append((day, row.integer("unit_price_vnd", minimum=1)))
+    frozen = {basis: {k: tuple(sorted(v)) for k, v in table.items()} for basis, table in tables.items()}
+    return prices.PriceList(facilities, frozen[prices.FACILITY_BID], frozen[prices.NATIONAL],
+                            frozen[prices.PROVINCIAL])

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from types import MappingProxyType
 
 from services.kernel.drugs import Drug
-from services.insurance.domain.coverage import LineInput, LineTotals, split, yearly_threshold
+from services.insurance.domain.coverage import (LineAmounts, LineInput, LineTotals, sale_of, split_visit,
+                                                yearly_threshold)
 from services.insurance.domain.model import Member, Rules
-from services.insurance.domain.state import ClaimMark, MemberState
+from services.insurance.domain.prescriptions import PrescriptionFacts, patient_problem
+from services.insurance.domain.state import ClaimMark, MemberState, VisitState
 
 APPROVED, REDUCED, REJECTED = "approved", "reduced", "rejected"
 CLAIM_APPROVED, CLAIM_PARTIAL, CLAIM_REJECTED, CLAIM_REVERSED = "approved", "partial", "rejected", "reversed"
@@ -67,6 +70,7 @@ class LineDecision:
     fund_vnd: int = 0
     copay_vnd: int = 0
     patient_vnd: int = 0
+    reference_price_vnd: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class Decision(LineTotals):
     lines: tuple[LineDecision, ...]
     benefit_percent: int = 0
     copay_exempt: bool = False
+    visit_key: str = ""
+    visit_cost_vnd: int = 0
 
 
 def _rejected_all(claim: Claim, reason: str) -> Decision:
@@ -85,7 +91,7 @@ def _rejected_all(claim: Claim, reason: str) -> Decision:
                      patient_vnd=l.quantity * l.unit_price_vnd) for l in claim.lines))
 
 
-def _card_problem(claim: Claim, member: Member | None) -> str:
+def _card_problem(claim: Claim, member: Member | None, facts: PrescriptionFacts | None) -> str:
     if member is None:
         return "UNKNOWN_MEMBER"
     card = member.card_on(claim.dispensed_on)
@@ -93,7 +99,14 @@ def _card_problem(claim: Claim, member: Member | None) -> str:
         return "CARD_NOT_YET_VALID" if all(c.valid_from > claim.dispensed_on for c in member.cards) else "CARD_EXPIRED"
     if card.card_code != claim.card_code:
         return "CARD_MISMATCH"
+    if facts is not None and patient_problem(member, facts.patient):
+        return "PATIENT_NOT_MEMBER"
     return ""
+
+
+def prescribed_lines(facts: PrescriptionFacts, drugs: dict[str, Drug]) -> dict[int, PrescribedLine]:
+    return {n: PrescribedLine(n, code, quantity, drugs[code].ingredient_names if code in drugs else ())
+            for n, code, quantity in facts.lines}
 
 
 def _line_problem(line: ClaimLine, drugs: dict[str, Drug], prescribed: dict[int, PrescribedLine] | None,
@@ -122,57 +135,103 @@ def _line_problem(line: ClaimLine, drugs: dict[str, Drug], prescribed: dict[int,
     return ""
 
 
+@dataclass(frozen=True)
+class Adjustment:
+    """An earlier claim of the same visit, repriced because this claim moved the visit's total."""
+    claim_id: str
+    lines: tuple[LineAmounts, ...]
+    visit_cost_vnd: int
+    exempt: bool
+    benefit_percent: int
+
+
+def _decide(line: ClaimLine, a: LineAmounts) -> LineDecision:
+    price = line.quantity * line.unit_price_vnd
+    if a.insured_vnd == 0:
+        return LineDecision(line.line_number, line.drug_code, REJECTED, a.reason_code, line.quantity,
+                            line.unit_price_vnd, a.payment_ratio, patient_vnd=price,
+                            reference_price_vnd=a.reference_price_vnd)
+    if a.reason_code == "PRICE_ABOVE_REFERENCE":
+        outcome, reason = REDUCED, a.reason_code
+    elif line.fund_vnd > a.fund_vnd:
+        outcome, reason = REDUCED, "FUND_REDUCED"
+    else:
+        outcome, reason = APPROVED, a.reason_code
+    # The fund pays what the rules give, whatever the pharmacy asked: a quote made before an
+    # earlier sale of the visit was adjudicated may have asked for more or less.
+    return LineDecision(line.line_number, line.drug_code, outcome, reason, line.quantity, line.unit_price_vnd,
+                        a.payment_ratio, a.insured_vnd, a.fund_vnd, a.copay_vnd, a.patient_vnd, a.reference_price_vnd)
+
+
+def _paid(lines: tuple[LineAmounts, ...]) -> tuple[tuple[int, int, int], ...]:
+    return tuple((a.insured_vnd, a.fund_vnd, a.copay_vnd) for a in lines)
+
+
+def reprice_visit(visit: VisitState, rules: Rules, skip: str) -> tuple[bool, int, dict[str, tuple[LineAmounts, ...]],
+                                                                         list[Adjustment], VisitState]:
+    """Shares the visit out again; every sale but `skip` whose amounts moved is an adjustment."""
+    under, cost, shared = split_visit(list(visit.sales), other_costs_vnd=visit.other_costs_vnd, rules=rules,
+                                      visit_day=visit.day)
+    adjustments = [Adjustment(sale.sale_id, shared[sale.sale_id], cost, exempt := under or bool(sale.exempt_reason),
+                              100 if exempt else sale.benefit_percent)
+                   for sale in visit.sales
+                   if sale.sale_id != skip and visit.paid.get(sale.sale_id) != _paid(shared[sale.sale_id])]
+    paid = {sale.sale_id: _paid(shared[sale.sale_id]) for sale in visit.sales}
+    return under, cost, shared, adjustments, replace(visit, paid=paid)
+
+
 def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: MemberState, *,
-               prescribed: dict[int, PrescribedLine] | None,
-               quoted: dict[int, QuotedLine] | None) -> tuple[Decision | None, MemberState]:
-    """None when this very claim (its id) was adjudicated before: a resubmission changes nothing."""
+               facts: PrescriptionFacts | None, quoted: dict[int, QuotedLine] | None
+               ) -> tuple[Decision | None, list[Adjustment], MemberState]:
+    """None when this very claim (its id) was adjudicated before: a resubmission changes nothing.
+    The claim's sale joins its visit; earlier sales of the visit whose share moved come back as
+    adjustments (the accumulators already hold their new co-payments)."""
     if claim.claim_id in state.claims:
-        return None, state
+        return None, [], state
     if claim.dispense_id in state.dispenses:
-        return _rejected_all(claim, "DUPLICATE_CLAIM"), state  # another claim for a dispense already claimed
-    problem = _card_problem(claim, member)
+        return _rejected_all(claim, "DUPLICATE_CLAIM"), [], state  # another claim for a dispense already claimed
+    problem = _card_problem(claim, member, facts)
     if problem:
         decision = _rejected_all(claim, problem)
-        return decision, _record(state, claim, decision)
+        return decision, [], _record(state, claim, decision)
 
+    prescribed = prescribed_lines(facts, rules.drugs) if facts is not None else None
     seen: set[int] = set()
     verdicts: dict[int, str] = {}
     for index, line in enumerate(claim.lines):
         verdicts[index] = _line_problem(line, rules.drugs, prescribed, quoted, seen)
         seen.add(line.line_number)
     eligible = [(i, l) for i, l in enumerate(claim.lines) if not verdicts[i]]
-    amounts = {}
+    amounts: dict[int, LineAmounts] = {}
+    adjustments: list[Adjustment] = []
+    benefit, exempt, visit_key, visit_cost = 0, False, "", 0
     if eligible:
-        computed = split([(LineInput(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd), rules.drugs[l.drug_code])
-                          for _, l in eligible], member, rules, claim.dispensed_on,
-                         yearly_exempt=state.exempt_on(claim.dispensed_on))
-        amounts = {i: a for (i, _), a in zip(eligible, computed.lines)}
-        benefit, exempt = computed.benefit_percent, computed.exempt
-    else:
-        benefit, exempt = 0, False
+        day = claim.dispensed_on
+        sale = sale_of(claim.claim_id, [(LineInput(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd),
+                                         rules.drugs[l.drug_code]) for _, l in eligible],
+                       member, rules, day, facility=facts.facility_code, yearly_exempt=state.exempt_on(day))
+        stated = facts.visit
+        visit_key = stated.key
+        visit = state.visits.get(visit_key) or VisitState(stated.day or day, stated.other_costs_vnd,
+                                                          stated.stated_at.isoformat())
+        visit = replace(visit.with_costs(stated.other_costs_vnd, stated.stated_at.isoformat()),
+                        sales=(*visit.sales, sale))
+        under, visit_cost, shared, adjustments, visit = reprice_visit(visit, rules, claim.claim_id)
+        amounts = {i: a for (i, _), a in zip(eligible, shared[claim.claim_id])}
+        exempt = under or bool(sale.exempt_reason)
+        benefit = 100 if exempt else sale.benefit_percent
+        state = state.with_visit(visit_key, visit, claim.claim_id, latest=day)
 
-    decided = []
-    for index, line in enumerate(claim.lines):
-        price = line.quantity * line.unit_price_vnd
-        if verdicts[index]:
-            decided.append(LineDecision(line.line_number, line.drug_code, REJECTED, verdicts[index], line.quantity,
-                                        line.unit_price_vnd, patient_vnd=price))
-            continue
-        a = amounts[index]
-        if a.insured_vnd == 0:
-            decided.append(LineDecision(line.line_number, line.drug_code, REJECTED, a.reason_code, line.quantity,
-                                        line.unit_price_vnd, a.payment_ratio, patient_vnd=price))
-            continue
-        fund = min(line.fund_vnd, a.fund_vnd)
-        outcome, reason = (REDUCED, "FUND_REDUCED") if line.fund_vnd > a.fund_vnd else (APPROVED, a.reason_code)
-        decided.append(LineDecision(line.line_number, line.drug_code, outcome, reason, line.quantity,
-                                    line.unit_price_vnd, a.payment_ratio, a.insured_vnd, fund,
-                                    a.insured_vnd - fund, price - fund))
+    decided = [LineDecision(line.line_number, line.drug_code, REJECTED, verdicts[index], line.quantity,
+                            line.unit_price_vnd, patient_vnd=line.quantity * line.unit_price_vnd)
+               if verdicts[index] else _decide(line, amounts[index]) for index, line in enumerate(claim.lines)]
     outcomes = {d.outcome for d in decided}
     overall = CLAIM_APPROVED if outcomes == {APPROVED} else CLAIM_REJECTED if outcomes == {REJECTED} else CLAIM_PARTIAL
     decision = Decision(claim.claim_id, overall, "" if overall != CLAIM_REJECTED else decided[0].reason,
-                        tuple(decided), benefit, exempt)
-    return decision, _accumulate(_record(state, claim, decision), claim, decision, member, rules)
+                        tuple(decided), benefit, exempt, visit_key, visit_cost)
+    state = _accumulate(_record(state, claim, decision), claim.claim_id, claim.dispensed_on, decision.copay_total,
+                        member, rules)
+    return decision, adjustments, _apply_adjustments(state, adjustments, member, rules)
 
 
 def _record(state: MemberState, claim: Claim, decision: Decision) -> MemberState:
@@ -180,31 +239,54 @@ def _record(state: MemberState, claim: Claim, decision: Decision) -> MemberState
                             claim.dispense_id)
 
 
-def _accumulate(state: MemberState, claim: Claim, decision: Decision, member: Member, rules: Rules) -> MemberState:
-    day = claim.dispensed_on
+def _accumulate(state: MemberState, claim_id: str, day: date, copay: int, member: Member | None,
+                rules: Rules) -> MemberState:
+    """Adds `copay` (negative: gives back) to the member's year of `day`."""
     year = state.year(day.year)
-    year = replace(year, copay=year.copay + decision.copay_total)
-    if (year.exempt_from is None and member.five_consecutive_years_on(day)
-            and year.copay > yearly_threshold(rules, day)):
+    year = replace(year, copay=year.copay + copay)
+    threshold = yearly_threshold(rules, day)
+    if (year.exempt_from is None and member is not None and member.five_consecutive_years_on(day)
+            and year.copay > threshold):
         # From the next claim on: this one already had its co-payment.
-        year = replace(year, exempt_from=day, exempt_claim=claim.claim_id)
+        year = replace(year, exempt_from=day, exempt_claim=claim_id)
+    elif year.exempt_from is not None and year.copay <= threshold:
+        year = replace(year, exempt_from=None, exempt_claim=None)
     return state.with_year(day.year, year)
 
 
-def reverse(claim_id: str, state: MemberState, rules: Rules) -> tuple[ClaimMark | None, MemberState]:
-    """Undoes a claim's effect on the accumulator. Returns the claim's mark (None when the
-    claim is unknown) and the new state; reversing twice changes nothing the second time."""
+def _apply_adjustments(state: MemberState, adjustments: list[Adjustment], member: Member | None,
+                       rules: Rules) -> MemberState:
+    for adjustment in adjustments:
+        mark = state.claims.get(adjustment.claim_id)
+        if mark is None or mark.status == CLAIM_REVERSED:
+            continue
+        copay = sum(a.copay_vnd for a in adjustment.lines)
+        state = _accumulate(state, adjustment.claim_id, mark.day, copay - mark.copay, member, rules)
+        state = state.with_claim(adjustment.claim_id, replace(mark, copay=copay))
+    return state
+
+
+def reverse(claim_id: str, state: MemberState, rules: Rules, member: Member | None = None
+            ) -> tuple[ClaimMark | None, list[Adjustment], MemberState]:
+    """Undoes a claim's effect on the accumulator and on its visit. Returns the claim's mark
+    (None when the claim is unknown), the other claims of the visit it repriced, and the new
+    state; reversing twice changes nothing the second time."""
     mark = state.claims.get(claim_id)
     if mark is None:
-        return None, state
+        return None, [], state
+    adjustments: list[Adjustment] = []
     if mark.status != CLAIM_REVERSED:
-        year = state.year(mark.year)
-        year = replace(year, copay=year.copay - mark.copay)
-        if year.exempt_from is not None and year.copay <= yearly_threshold(rules, mark.day):
-            year = replace(year, exempt_from=None, exempt_claim=None)
+        state = _accumulate(state, claim_id, mark.day, -mark.copay, member, rules)
         mark = replace(mark, status=CLAIM_REVERSED)
-        state = state.with_year(mark.year, year).with_claim(claim_id, mark)
-    return mark, state
+        state = state.with_claim(claim_id, mark)
+        key = state.claim_visits.get(claim_id)
+        visit = state.visits.get(key) if key else None
+        if visit is not None:
+            visit = replace(visit, sales=tuple(s for s in visit.sales if s.sale_id != claim_id),
+                            paid=MappingProxyType({c: p for c, p in visit.paid.items() if c != claim_id}))
+            _, _, _, adjustments, visit = reprice_visit(visit, rules, claim_id)
+            state = _apply_adjustments(state.with_visit(key, visit), adjustments, member, rules)
+    return mark, adjustments, state
 
 
 @dataclass(frozen=True)
@@ -225,13 +307,29 @@ class Adjudication:
     copay_exempt: bool = False
     dispensed_on: date | None = None
     lines: tuple[LineDecision, ...] = ()
+    revision: int = 0                  # each adjustment publishes the claim again, one revision up
+    adjusted_by: str = ""              # the claim whose arrival or reversal caused this revision
+    visit_key: str = ""
+    visit_cost_vnd: int = 0
 
 
 def adjudication_of(claim: Claim, decision: Decision, now: datetime) -> Adjudication:
     return Adjudication(claim.claim_id, claim.member_id, decision.outcome, now, claim.dispense_id, claim.card_code,
                         decision.reason, decision.fund_total, decision.patient_total, decision.benefit_percent,
                         claim.pharmacy_code, claim.prescription_code, decision.copay_exempt, claim.dispensed_on,
-                        decision.lines)
+                        decision.lines, visit_key=decision.visit_key, visit_cost_vnd=decision.visit_cost_vnd)
+
+
+def adjusted(previous: Adjudication, adjustment: Adjustment, by_claim: str, now: datetime) -> Adjudication:
+    """The earlier claim with its visit lines repriced (its other lines stay as decided)."""
+    new = {a.line_number: a for a in adjustment.lines}
+    lines = tuple(replace(d, insured_vnd=new[d.line_number].insured_vnd, fund_vnd=new[d.line_number].fund_vnd,
+                          copay_vnd=new[d.line_number].copay_vnd, patient_vnd=new[d.line_number].patient_vnd)
+                  if d.line_number in new and d.outcome != REJECTED else d for d in previous.lines)
+    return replace(previous, lines=lines, fund_total_vnd=sum(d.fund_vnd for d in lines),
+                   patient_total_vnd=sum(d.patient_vnd for d in lines), copay_exempt=adjustment.exempt,
+                   benefit_percent=adjustment.benefit_percent, revision=previous.revision + 1, adjusted_by=by_claim,
+                   visit_cost_vnd=adjustment.visit_cost_vnd, adjudicated_at=now)
 
 
 def reversal_of(previous: Adjudication | None, claim_id: str, member_id: str, reason: str,

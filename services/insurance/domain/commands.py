@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from services.insurance.domain.events import AttachedPrescription
+
 
 @dataclass(frozen=True)
 class CheckEligibility:
@@ -25,6 +27,7 @@ class QuoteCoverage:
     day: date | None
     facility_code: str
     lines: tuple[QuoteLine, ...]
+    prescription: AttachedPrescription | None = None   # the signed prescription the sale is made against
 
 
 @dataclass(frozen=True)

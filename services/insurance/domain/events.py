@@ -7,6 +7,7 @@ from datetime import datetime
 
 from services.insurance.domain.adjudication import Adjudication, Claim
 from services.insurance.domain.alerts import DoctorShopping
+from services.insurance.domain.prescriptions import PrescriptionFacts
 
 NAMESPACE = uuid.UUID("6f1c8f4e-7f0b-4b7e-9f39-3c2d6c7c9a10")
 
@@ -19,10 +20,13 @@ def derived_event_id(source_event_id: str, purpose: str) -> str:
 
 @dataclass(frozen=True)
 class AttachedPrescription:
-    """The signed prescription a claim carries; trusted only when its signature verifies."""
-    code: str
-    lines: tuple[tuple[int, str, int], ...]     # (line number, drug code, quantity)
+    """A signed prescription a claim or a quote carries; trusted only when its signature verifies."""
+    facts: PrescriptionFacts
     document: bytes
+
+    @property
+    def code(self) -> str:
+        return self.facts.code
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class PrescriptionIssued:
     patient_key: str                  # empty when the prescription names no patient identifier
     prescriber: str
     issued_at: datetime
-    lines: tuple[tuple[int, str, int], ...]
+    facts: PrescriptionFacts
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from services.insurance.domain.prices import PriceList
 from services.kernel.dated import in_force
 from services.kernel.drugs import Drug
 
@@ -85,6 +86,7 @@ class Rules:
     benefit_levels: tuple[tuple[date, dict[int, BenefitLevel]], ...]
     exemption: tuple[tuple[date, ExemptionRule], ...]
     coverage_changes: dict[str, tuple[tuple[date, Coverage], ...]]
+    prices: PriceList = PriceList()
 
     def base_salary_on(self, day: date) -> int:
         return in_force(self.base_salary, day)
@@ -118,8 +120,8 @@ class UnknownMember(InsuranceError):
 
 
 class NotEligible(InsuranceError):
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
+    def __init__(self, reason: str, message: str, field: str = "card_identifier"):
+        self.reason, self.field = reason, field
         super().__init__(message)
 
 

@@ -3,10 +3,12 @@ co-payment accumulators, what each claim did, and which event last changed each 
 (to tell a redelivery from a new event). Immutable: every change returns a new value."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import date
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Mapping
+
+from services.insurance.domain.coverage import PricedLine, Sale
 
 SUBMITTED, REVERSAL = "submitted", "reversal"
 
@@ -34,6 +36,38 @@ class ClaimMark:
         return self.day.year
 
 
+VISIT_KEPT = timedelta(days=400)   # a visit's claims arrive within its prescriptions' validity and reversal windows
+
+
+@dataclass(frozen=True)
+class VisitState:
+    """One encounter's sales in the order they were adjudicated, and what each was paid last:
+    the threshold is judged on all of them together (coverage.split_visit)."""
+    day: date
+    other_costs_vnd: int
+    stated_at: str                     # ISO time of the hospital's latest statement of the other costs
+    sales: tuple[Sale, ...] = ()
+    paid: Mapping[str, tuple[tuple[int, int, int], ...]] = field(default_factory=dict)  # claim -> (insured, fund, copay) per line
+
+    def with_costs(self, other_costs_vnd: int, stated_at: str) -> VisitState:
+        if stated_at <= self.stated_at:
+            return self
+        return replace(self, other_costs_vnd=other_costs_vnd, stated_at=stated_at)
+
+    def to_json(self) -> dict:
+        return {"day": self.day.isoformat(), "other_costs_vnd": self.other_costs_vnd, "stated_at": self.stated_at,
+                "sales": [{"sale_id": s.sale_id, "benefit_percent": s.benefit_percent, "exempt_reason": s.exempt_reason,
+                           "lines": [asdict(line) for line in s.lines]} for s in self.sales],
+                "paid": {c: [list(p) for p in paid] for c, paid in self.paid.items()}}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> VisitState:
+        sales = tuple(Sale(s["sale_id"], tuple(PricedLine(**line) for line in s["lines"]), s["benefit_percent"],
+                           s["exempt_reason"]) for s in doc["sales"])
+        return cls(date.fromisoformat(doc["day"]), doc["other_costs_vnd"], doc["stated_at"], sales,
+                   _frozen({c: tuple(tuple(p) for p in paid) for c, paid in doc["paid"].items()}))
+
+
 def _frozen(mapping: Mapping) -> Mapping:
     return MappingProxyType(dict(mapping))
 
@@ -43,6 +77,22 @@ class MemberState:
     years: Mapping[int, YearState] = field(default_factory=dict)
     claims: Mapping[str, ClaimMark] = field(default_factory=dict)
     dispenses: Mapping[str, str] = field(default_factory=dict)   # dispense id -> the claim that claimed it
+    visits: Mapping[str, VisitState] = field(default_factory=dict)
+    claim_visits: Mapping[str, str] = field(default_factory=dict)  # claim id -> its visit key
+
+    def with_visit(self, key: str, visit: VisitState | None, claim_id: str = "", latest: date | None = None
+                   ) -> MemberState:
+        """The visit replaced (None: dropped); visits older than VISIT_KEPT before `latest` go."""
+        visits = {**self.visits}
+        if visit is None:
+            visits.pop(key, None)
+        else:
+            visits[key] = visit
+        if latest is not None:
+            visits = {k: v for k, v in visits.items() if latest - v.day <= VISIT_KEPT}
+        claim_visits = {c: k for c, k in {**self.claim_visits, **({claim_id: key} if claim_id else {})}.items()
+                        if k in visits}
+        return replace(self, visits=_frozen(visits), claim_visits=_frozen(claim_visits))
 
     def year(self, year: int) -> YearState:
         return self.years.get(year, YearState())
@@ -80,7 +130,8 @@ class MemberState:
                                    "exempt_claim": s.exempt_claim} for y, s in self.years.items()},
                 "claims": {c: {"day": m.day.isoformat(), "copay": m.copay, "status": m.status, "event": m.event,
                                "reversal_event": m.reversal_event} for c, m in self.claims.items()},
-                "dispenses": dict(self.dispenses)}
+                "dispenses": dict(self.dispenses),
+                "visits": {k: v.to_json() for k, v in self.visits.items()}, "claim_visits": dict(self.claim_visits)}
 
     @classmethod
     def from_json(cls, doc: dict | None) -> MemberState:
@@ -90,4 +141,6 @@ class MemberState:
                                    s["exempt_claim"]) for y, s in doc.get("years", {}).items()}
         claims = {c: ClaimMark(date.fromisoformat(m["day"]), m["copay"], m["status"], m.get("event", ""),
                                m.get("reversal_event", "")) for c, m in doc.get("claims", {}).items()}
-        return cls(_frozen(years), _frozen(claims), _frozen(doc.get("dispenses", {})))
+        visits = {k: VisitState.from_json(v) for k, v in doc.get("visits", {}).items()}
+        return cls(_frozen(years), _frozen(claims), _frozen(doc.get("dispenses", {})), _frozen(visits),
+                   _frozen(doc.get("claim_visits", {})))

@@ -5,13 +5,18 @@ from __future__ import annotations
 from datetime import date
 
 import grpc
+from google.rpc import error_details_pb2
 from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 
 from services.common import dates
+from services.common.grpc_errors import details_of
 from services.common.limits import MAX_MESSAGE_BYTES
 from services.common.logging import correlation_id
 from services.pharmacy.domain.errors import InsuranceUnavailable, InvalidRequest, Refused
-from services.pharmacy.domain.model import Quote, QuotedAmounts, QuoteLine
+from services.pharmacy.domain.model import Prescription, Quote, QuotedAmounts, QuoteLine
+
+# The insurer's refusals the counter hears by name; any other is BHYT_NOT_ELIGIBLE.
+PASSED_ON = frozenset({"BHYT_CARD_NOT_PATIENTS", "SIGNATURE_INVALID"})
 
 
 class InsuranceClient:
@@ -22,11 +27,12 @@ class InsuranceClient:
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout_seconds
 
-    async def quote(self, card: str, day: date, facility: str, lines: list[QuoteLine]) -> Quote:
+    async def quote(self, card: str, day: date, prescription: Prescription, lines: list[QuoteLine]) -> Quote:
         request = insurance_pb2.QuoteCoverageRequest(
-            card_identifier=card, date=dates.to_proto(day), facility_code=facility,
+            card_identifier=card, date=dates.to_proto(day), facility_code=prescription.facility_code,
             lines=[insurance_pb2.QuoteLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
                                            unit_price_vnd=l.unit_price_vnd) for l in lines])
+        request.prescription.MergeFromString(prescription.document)
         try:
             reply = await self._stub.QuoteCoverage(
                 request, timeout=self._timeout,
@@ -34,7 +40,9 @@ class InsuranceClient:
         except grpc.aio.AioRpcError as error:
             code = error.code()
             if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-                raise Refused("BHYT_NOT_ELIGIBLE", f"insurance: {error.details()}", "bhyt_card") from None
+                reasons = [d.reason for d in details_of(error) if isinstance(d, error_details_pb2.ErrorInfo)]
+                rule = reasons[0] if reasons and reasons[0] in PASSED_ON else "BHYT_NOT_ELIGIBLE"
+                raise Refused(rule, f"insurance: {error.details()}", "bhyt_card") from None
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequest("bhyt_card", "BHYT_CARD_INVALID", f"insurance: {error.details()}") from None
             raise InsuranceUnavailable(f"insurance did not answer: {code.name}") from None

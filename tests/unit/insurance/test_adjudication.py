@@ -4,13 +4,12 @@ from dataclasses import replace
 from datetime import date
 
 from services.insurance.domain import adjudication as adj
-from services.insurance.domain.adjudication import Claim, ClaimLine, PrescribedLine, QuotedLine
+from services.insurance.domain.adjudication import Claim, ClaimLine, QuotedLine
 from services.insurance.domain.state import MemberState, YearState
-from tests.support.members import member
+from tests.support.members import member, prescription_facts
 
 NOV = date(2026, 11, 30)
-AUGMENTIN = PrescribedLine(1, "J01CR02-1GT", 28, ("amoxicillin", "clavulanic acid"))
-PRESCRIBED = {1: AUGMENTIN, 2: PrescribedLine(2, "B01AF01-20T", 30, ("rivaroxaban",))}
+PRESCRIBED = prescription_facts((1, "J01CR02-1GT", 28), (2, "B01AF01-20T", 30))
 
 
 def claim(*lines, claim_id="c1", dispense_id="d1", card="DN4010123456789", day=NOV):
@@ -20,7 +19,9 @@ def claim(*lines, claim_id="c1", dispense_id="d1", card="DN4010123456789", day=N
 
 
 def judge(rules, c, state=None, m=None, prescribed=PRESCRIBED, quoted=None):
-    return adj.adjudicate(c, m or member(4), rules, state or MemberState(), prescribed=prescribed, quoted=quoted)
+    decision, _, after = adj.adjudicate(c, m or member(4), rules, state or MemberState(), facts=prescribed,
+                                        quoted=quoted)
+    return decision, after
 
 
 def test_a_correct_claim_is_approved_and_its_co_payment_counted(rules):
@@ -58,7 +59,7 @@ def test_eligibility_is_judged_on_the_dispense_date(rules):
     assert expired.reason == "CARD_EXPIRED"
     early, _ = judge(rules, claim(day=date(2025, 12, 31)))
     assert early.reason == "CARD_NOT_YET_VALID"
-    unknown, _ = adj.adjudicate(claim(), None, rules, MemberState(), prescribed=PRESCRIBED, quoted=None)
+    unknown, _, _ = adj.adjudicate(claim(), None, rules, MemberState(), facts=PRESCRIBED, quoted=None)
     assert unknown.reason == "UNKNOWN_MEMBER"
     mismatch, _ = judge(rules, claim(card="DN3010123456789"))
     assert mismatch.reason == "CARD_MISMATCH"
@@ -85,12 +86,14 @@ def test_lines_must_match_the_quote_when_there_is_one(rules):
 
 
 def test_coverage_on_the_dispense_date_decides(rules):
-    ginkgo = PrescribedLine(1, "N06DX02-40T", 90, ("ginkgo biloba extract",))
+    ginkgo = prescription_facts((1, "N06DX02-40T", 90))
     m = member(4, valid=(date(2026, 1, 1), date(2027, 12, 31)))
     line = ClaimLine(1, "N06DX02-40T", 90, 4_600, 165_600)
-    before, _ = judge(rules, claim(line, day=date(2026, 12, 31)), m=m, prescribed={1: ginkgo})
-    after, _ = judge(rules, claim(line, day=date(2027, 1, 1)), m=m, prescribed={1: ginkgo})
-    assert before.outcome == adj.CLAIM_APPROVED and before.lines[0].fund_vnd == 165_600  # 80% of 207,000
+    before, _ = judge(rules, claim(line, day=date(2026, 12, 31)), m=m, prescribed=ginkgo)
+    after, _ = judge(rules, claim(line, day=date(2027, 1, 1)), m=m, prescribed=ginkgo)
+    # 207,000 insured is the whole visit, under 15% of the base salary: paid in full, more than
+    # the 80% the pharmacy asked for (the fund pays what the rules give)
+    assert before.outcome == adj.CLAIM_APPROVED and before.lines[0].fund_vnd == 207_000
     assert (after.outcome, after.lines[0].reason, after.lines[0].fund_vnd) == (adj.CLAIM_REJECTED, "NOT_COVERED", 0)
 
 
@@ -127,10 +130,10 @@ def test_a_reversal_takes_the_claim_out_of_the_accumulator_and_can_end_the_exemp
     state = MemberState()
     for n in range(88):
         _, state = judge(rules, xarelto_claim(n, NOV), state, m=m)
-    record, state = adj.reverse("x87", state, rules)
+    record, _, state = adj.reverse("x87", state, rules)
     assert record.status == adj.CLAIM_REVERSED
     assert state.year(2026) == YearState(87 * 174_000, None, None)
-    again, same = adj.reverse("x87", state, rules)
+    again, _, same = adj.reverse("x87", state, rules)
     assert same == state and again.status == adj.CLAIM_REVERSED
     assert adj.reverse("nope", state, rules)[0] is None
 

@@ -9,12 +9,11 @@ from services.common.events import decode, new_envelope, payload_of
 from services.insurance import worker
 from services.insurance.adapters.events import encode
 from services.insurance.config import Settings
-from services.insurance.domain.adjudication import PrescribedLine
 from services.insurance.domain.state import MemberState
 from services.insurance.handlers import Dependencies, Insurance
 from tests.support import eventually
 from tests.support.memory_insurance import MemoryInsuranceStore
-from tests.support.members import member
+from tests.support.members import member, prescription_facts
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
@@ -63,7 +62,8 @@ async def test_the_prescriptions_agent_records_lines_and_raises_doctor_shopping(
         for n, (prescriber, day) in enumerate((("P1", 1), ("P2", 9), ("P3", 20))):
             await agent.put(issued(f"01001abcdef{n}-h", prescriber, day), key=f"01001abcdef{n}-h".encode())
     assert set(w.store.prescriptions) == {"01001abcdef0-h", "01001abcdef1-h", "01001abcdef2-h"}
-    assert w.store.prescriptions["01001abcdef0-h"][1].ingredients == ("diazepam",)
+    facts = w.store.prescriptions["01001abcdef0-h"]
+    assert facts.lines == ((1, "N05BA01-5T", 10),) and facts.patient.citizen_id == "001203004567"
     assert [r.topic for r in w.sent] == ["rx.alerts.v1"]
     alert = payload_of(decode(w.sent[0].value))
     assert alert.kind == events_pb2.ALERT_KIND_DOCTOR_SHOPPING and w.sent[0].key == b"citizen_id:001203004567"
@@ -83,7 +83,7 @@ async def test_the_adjudicator_publishes_outcomes_and_keeps_the_member_state_in_
     w = Worker(rules)
     m = member(4)
     w.store.members[m.member_id] = m
-    w.store.prescriptions["01001abcdefg-c"] = {1: PrescribedLine(1, "B01AF01-20T", 30, ("rivaroxaban",))}
+    w.store.prescriptions["01001abcdefg-c"] = prescription_facts((1, "B01AF01-20T", 30))
     card = m.cards[0].card_code
     async with w.agent(worker.ADJUDICATOR).test_context() as agent:
         first = submitted(m.member_id, card, "c1", "d1", 696_000)
@@ -109,20 +109,33 @@ async def test_a_claim_carrying_its_signed_prescription_needs_no_other_topic(rul
         env.claim_submitted.prescription.CopyFrom(rx)
         return env.SerializeToString()
 
-    rx = common_pb2.Prescription(code="01001abcdefg-c")
-    rx.lines.add(line_number=1, drug_code="B01AF01-20T", quantity=30)
-    signatures.sign(rx, "pk-test", signatures.load_private_keys(tmp_path)["pk-test"])
+    keys = signatures.load_private_keys(tmp_path)
+
+    def signed(code, citizen_id):
+        rx = common_pb2.Prescription(code=code)
+        rx.patient.identifier.citizen_id = citizen_id
+        rx.lines.add(line_number=1, drug_code="B01AF01-20T", quantity=30)
+        signatures.sign(rx, "pk-test", keys["pk-test"])
+        return rx
+
+    rx = signed("01001abcdefg-c", m.citizen_id)
     forged = common_pb2.Prescription()
     forged.CopyFrom(rx)
     forged.lines[0].quantity = 300
+    someone_else = signed("01001abcdefh-c", "079088001234")   # the member's card billed for another patient
     async with w.agent(worker.ADJUDICATOR).test_context() as agent:
         await agent.put(claim_with(rx, "c1", "d1"), key=m.member_id.encode())
         await agent.put(claim_with(forged, "c2", "d2"), key=m.member_id.encode())
-        await eventually(w.count(2), message="two outcomes")
+        other = decode(claim_with(someone_else, "c3", "d3"))
+        other.claim_submitted.prescription_code = "01001abcdefh-c"
+        await agent.put(other.SerializeToString(), key=m.member_id.encode())
+        await eventually(w.count(3), message="three outcomes")
     outcomes = [payload_of(decode(r.value)) for r in w.sent]
     assert [(o.claim_id, o.outcome) for o in outcomes] == [("c1", events_pb2.CLAIM_OUTCOME_APPROVED),
-                                                           ("c2", events_pb2.CLAIM_OUTCOME_REJECTED)]
+                                                           ("c2", events_pb2.CLAIM_OUTCOME_REJECTED),
+                                                           ("c3", events_pb2.CLAIM_OUTCOME_REJECTED)]
     assert outcomes[1].lines[0].reason_code == "PRESCRIPTION_UNKNOWN"  # a forged attachment is not trusted
+    assert outcomes[2].reason_code == "PATIENT_NOT_MEMBER" and outcomes[2].fund_total_vnd == 0
 
 
 def test_a_member_s_changelog_partition_is_the_one_kafka_gives_its_key():

@@ -3,10 +3,19 @@ from datetime import date
 
 import pytest
 
+from dataclasses import replace
+
 from services.insurance.domain.coverage import LineInput, div_round_half_up, split
 from tests.support.members import member
 
 NOV = date(2026, 11, 30)
+
+
+def priced(rules, code, price):
+    """The rules with `code` at a national price of `price` a unit since 2000 (arithmetic
+    examples at prices the formulary does not carry)."""
+    return replace(rules, prices=replace(rules.prices, national={**rules.prices.national,
+                                                                 code: ((date(2000, 1, 1), price),)}))
 
 
 def quote(rules, m, day, *lines, yearly_exempt=False):
@@ -52,7 +61,7 @@ def test_a_visit_under_15_percent_of_base_salary_is_paid_in_full(rules):
     under = quote(rules, member(4), NOV, ("N02BE01-500T", 20, 1_050))  # 21,000 insured
     assert under.exempt and under.exempt_reason == "VISIT_UNDER_15_PERCENT_BASE_SALARY"
     assert under.lines[0].fund_vnd == 21_000 and under.patient_total == 0
-    at = quote(rules, member(4), NOV, ("J01CR02-1GT", 1, 379_500))  # exactly 15%: not under
+    at = quote(priced(rules, "J01CR02-1GT", 379_500), member(4), NOV, ("J01CR02-1GT", 1, 379_500))  # exactly 15%
     assert not at.exempt and at.lines[0].fund_vnd == 303_600  # 80% of 379,500
 
 
@@ -60,6 +69,7 @@ def test_base_salary_is_the_one_in_force_on_the_day(rules):
     # 370,000 insured: 15% of 2,340,000 is 351,000 (not under) until 2026-06-30,
     # 15% of 2,530,000 is 379,500 (under) from 2026-07-01
     m = member(4, valid=(date(2026, 1, 1), date(2026, 12, 31)))
+    rules = priced(rules, "J01CR02-1GT", 370_000)
     before = quote(rules, m, date(2026, 6, 30), ("J01CR02-1GT", 1, 370_000))
     after = quote(rules, m, date(2026, 7, 1), ("J01CR02-1GT", 1, 370_000))
     assert (before.exempt, before.lines[0].fund_vnd) == (False, 296_000)
@@ -94,6 +104,7 @@ def test_no_card_on_the_day_is_no_quote(rules):
 def test_rounding_is_half_up_per_line_and_fund_plus_patient_is_the_price(rules):
     assert (div_round_half_up(5, 2), div_round_half_up(7, 2), div_round_half_up(4, 2)) == (3, 4, 2)
     # 5 x 100,001 = 500,005 at 95% = 475,004.75 -> 475,005
+    rules = priced(rules, "J01CR02-1GT", 100_001)
     s = quote(rules, member(3), NOV, ("J01CR02-1GT", 5, 100_001))
     assert s.lines[0].fund_vnd == 475_005
     assert s.lines[0].fund_vnd + s.lines[0].patient_vnd == 500_005

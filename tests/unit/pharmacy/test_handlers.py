@@ -42,8 +42,8 @@ class FakeInsurance:
     def __init__(self):
         self.calls, self.down = [], False
 
-    async def quote(self, card, day, facility, lines):
-        self.calls.append((card, day, facility))
+    async def quote(self, card, day, prescription, lines):
+        self.calls.append((card, day, prescription.facility_code))
         if self.down:
             raise InsuranceUnavailable("insurance did not answer: UNAVAILABLE")
         return Quote("q", "0123456789", card, {l.line_number: QuotedAmounts(l.quantity * l.unit_price_vnd,
