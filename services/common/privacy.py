@@ -1,5 +1,5 @@
 """A prescription shown without its patient's identity: what the HIV/AIDS rule hides
-(DOMAIN.md 4; the rule itself is services.kernel.icd10.hides_identity)."""
+(DOMAIN.md 4; the rule itself is services.kernel.protected)."""
 from __future__ import annotations
 
 from eprescription.common.v1 import common_pb2

@@ -34,9 +34,3 @@ CANCER = IcdRange("C00", "C97", "cancer")
 AIDS = IcdRange("B20", "B24", "HIV disease")
 ASYMPTOMATIC_HIV = IcdRange("Z21", "Z21", "asymptomatic HIV infection")
 HIV = (AIDS, ASYMPTOMATIC_HIV)
-
-
-def hides_identity(codes: Iterable[str]) -> bool:
-    """A prescription with an HIV diagnosis shows the patient's identity to the issuing
-    facility only (DOMAIN.md 4)."""
-    return any_in(codes, HIV)

@@ -9,6 +9,7 @@ from services.common.formulary import load_formulary
 from services.common.redis_client import connect
 from services.common.reference_files import load_manifest
 from services.kernel.calendar import utc_now
+from services.common.protected_data import load_protected
 from services.pharmacy.adapters.insurance_client import InsuranceClient
 from services.pharmacy.adapters.redis_store import RedisLedgerStore
 from services.pharmacy.config import Settings
@@ -29,7 +30,8 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     if own_insurance:
         insurance = InsuranceClient(settings.insurance_address, settings.insurance_token,
                                     settings.insurance_timeout_seconds)
-    handlers = Pharmacy(Dependencies(store=store, drugs=drugs, signatures=verifier, insurance=insurance, clock=clock))
+    handlers = Pharmacy(Dependencies(store=store, drugs=drugs, signatures=verifier, insurance=insurance, clock=clock,
+                                     protected=load_protected(settings.reference_dir)))
 
     async def close() -> None:
         if client is not None:

@@ -11,11 +11,12 @@ import structlog
 
 from services.kernel.calendar import local_day
 from services.kernel.drugs import Drug
+from services.kernel.protected import DEFAULT as DEFAULT_PROTECTED, ProtectedHealth
 from services.pharmacy.domain import dispensing
 from services.pharmacy.domain.commands import DispenseMedication, LookupPrescription, ReverseDispense
 from services.pharmacy.domain.dispensing import AlreadyReversed, RecordMissing, Reversed
 from services.pharmacy.domain.errors import NotFound
-from services.pharmacy.domain.events import PrescriptionClosed, PrescriptionIssued
+from services.pharmacy.domain.events import DispensingClosed, PrescriptionClosed, PrescriptionIssued
 from services.pharmacy.domain.model import DispenseResult, LookupResult, ReversalResult
 from services.pharmacy.ports import Insurance, LedgerStore, SignatureCheck
 
@@ -29,6 +30,7 @@ class Dependencies:
     signatures: SignatureCheck
     insurance: Insurance
     clock: Callable[[], datetime]
+    protected: ProtectedHealth = DEFAULT_PROTECTED
 
 
 class Pharmacy:
@@ -40,8 +42,12 @@ class Pharmacy:
         ledger = await self.deps.store.ledger(code)
         if ledger is None:
             raise NotFound(f"no prescription {code}")
+        hidden = self.deps.protected.protected_diagnosis(ledger.prescription.diagnoses)
+        if hidden:   # a pharmacy is never the treating team: the identity stays hidden
+            log.info("protected.read", code=code, reader_role="pharmacy",
+                     purpose="dispensing", outcome="identity hidden")
         return LookupResult(ledger, ledger.status_on(local_day(self.deps.clock())),
-                            self.deps.signatures.verify(ledger.prescription.document))
+                            self.deps.signatures.verify(ledger.prescription.document), hidden)
 
     async def dispense(self, command: DispenseMedication) -> DispenseResult:
         dispensing.check_dispense_request(command)
@@ -85,7 +91,42 @@ class Pharmacy:
     # Ledger projection from rx.prescriptions.v1
 
     async def on_prescription_issued(self, event: PrescriptionIssued) -> None:
-        await self.deps.store.open_ledger(event.prescription)
+        """Opens the ledger. A replacement first closes the code it replaces (no sale under it
+        after that) and starts with what was dispensed under it already taken; if that count is
+        not known yet (the replaced code's own issue has not arrived), it waits, unsellable."""
+        rx, store = event.prescription, self.deps.store
+        if not rx.replaces_code:
+            await store.open_ledger(rx)
+        else:
+            closed = await self._close(rx.replaces_code, "replaced", rx.code)
+            if closed is None:
+                await store.open_ledger(rx, settled=False)
+            else:
+                await store.open_ledger(rx, dispensing.carry_over(closed, rx))
+        await self._settled(rx.code)
 
     async def on_prescription_closed(self, event: PrescriptionClosed) -> None:
-        await self.deps.store.close_ledger(event.code, event.status)
+        await self._close(event.code, event.status, event.successor)
+
+    async def _close(self, code: str, status: str, successor: str = ""):
+        closed = await self.deps.store.close_ledger(code, status, successor)
+        if closed is not None and await self.deps.store.announce(DispensingClosed(closed, self.deps.clock())):
+            log.info("ledger.closed", code=code, status=closed.status, successor=closed.successor,
+                     dispensed=sum(closed.dispensed.values()))
+        return closed
+
+    async def _settled(self, code: str) -> None:
+        """A ledger just settled that was closed meanwhile: its count is now known, so it is
+        announced, and its successor, if waiting on it, settles in turn."""
+        while code:
+            ledger = await self.deps.store.ledger(code)
+            if ledger is None or ledger.recorded_status in ("active", "awaiting"):
+                return
+            closed = await self._close(code, ledger.recorded_status, ledger.successor)
+            successor = await self.deps.store.ledger(ledger.successor) if ledger.successor else None
+            if closed is None or successor is None:
+                return
+            if not await self.deps.store.activate(successor.prescription.code,
+                                                  dispensing.carry_over(closed, successor.prescription)):
+                return
+            code = successor.prescription.code

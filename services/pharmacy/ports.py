@@ -6,7 +6,9 @@ from datetime import date
 from typing import Protocol
 
 from services.pharmacy.domain.dispensing import DispenseOutcome, DispensePlan, ReversalPlan, ReverseOutcome
-from services.pharmacy.domain.model import DispenseRecord, Ledger, PriorDispense, Prescription, Quote, QuoteLine
+from services.pharmacy.domain.events import DispensingClosed
+from services.pharmacy.domain.model import (Closed, DispenseRecord, Ledger, PriorDispense, Prescription, Quote,
+                                            QuoteLine)
 
 
 class LedgerStore(Protocol):
@@ -19,11 +21,24 @@ class LedgerStore(Protocol):
     and appends the plan's events to the outbox, and answers Applied with every line's
     remaining quantity. `reverse` gives the quantities back once (AlreadyReversed after)."""
 
-    async def open_ledger(self, prescription: Prescription) -> bool:
+    async def open_ledger(self, prescription: Prescription, carried: dict[int, int] | None = None,
+                          settled: bool = True) -> bool:
         """True when this call created it; an existing ledger is never reset, and a ledger
-        closed before it was opened keeps its final status."""
+        closed before it was opened keeps its final status. `carried` (line -> quantity) is
+        what the codes it replaces dispensed against its lines, taken from what remains; an
+        unsettled ledger (its predecessor's count is not known yet) sells nothing until
+        `activate`d."""
 
-    async def close_ledger(self, code: str, status: str) -> None: ...
+    async def close_ledger(self, code: str, status: str, successor: str = "") -> Closed | None:
+        """Final: no sale under the code is accepted after it; the first final status and
+        successor win. What was dispensed, or None while the ledger is unsettled (never
+        opened, or awaiting its own predecessor's count)."""
+
+    async def activate(self, code: str, carried: dict[int, int]) -> bool:
+        """Settles an unsettled ledger once with what its predecessors dispensed."""
+
+    async def announce(self, event: DispensingClosed) -> bool:
+        """Appends the event to the outbox once per code."""
 
     async def ledger(self, code: str) -> Ledger | None: ...
 

@@ -7,6 +7,7 @@ from typing import Callable
 from services.common import signatures
 from services.common.redis_client import connect
 from services.kernel.calendar import utc_now
+from services.common.protected_data import load_protected
 from services.prescribing.adapters import reference_data
 from services.prescribing.adapters.documents import Signer
 from services.prescribing.adapters.redis_store import RedisPrescriptionStore
@@ -30,6 +31,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
         client = redis_client or connect(settings.common)
         store = RedisPrescriptionStore(client, settings.common.outbox_shards)
     handlers = Prescribing(Dependencies(store=store, ref=ref, signer=Signer(keys), clock=clock,
+                                        protected=load_protected(settings.reference_dir),
                                         icd_valid=reference_data.icd10_is_valid))
 
     async def close() -> None:

@@ -10,13 +10,13 @@ import structlog
 
 from services.kernel import codes as national_codes
 from services.kernel.calendar import local_day
-from services.kernel.icd10 import hides_identity
+from services.kernel.protected import DEFAULT as DEFAULT_PROTECTED, ProtectedHealth, Reader, may_know
 from services.kernel.status import FINAL, Status
 from services.prescribing.domain import codes, rules, safety, status
 from services.prescribing.domain.commands import (CancelPrescription, GetPrescription, IssuePrescription,
                                                   ListPatientMedications, ReplacePrescription)
-from services.prescribing.domain.events import (DispenseRecorded, PrescriptionCancelled, PrescriptionChanged,
-                                                PrescriptionIssued, PrescriptionReplaced)
+from services.prescribing.domain.events import (DispenseRecorded, DispensingClosed, PrescriptionCancelled,
+                                                PrescriptionChanged, PrescriptionIssued, PrescriptionReplaced)
 from services.prescribing.domain.model import (ActiveMedication, Draft, DraftRejected, InvalidState, Issued,
                                                MedicationEntry, NewPrescription, NotFound, NotPermitted,
                                                PrescriptionView, ReferenceData, RequestConflict, SafetyBlocked,
@@ -37,6 +37,7 @@ class Dependencies:
     signer: Signer
     clock: Callable[[], datetime]
     icd_valid: Callable[[str], bool]
+    protected: ProtectedHealth = DEFAULT_PROTECTED
 
 
 def _require(field: str, ok: bool, rule: str, message: str) -> None:
@@ -60,6 +61,12 @@ def _answer(prior: Duplicate, command) -> Issued:
     if prior.fingerprint != command.fingerprint or prior.issued is None:
         raise RequestConflict(f"client request id {command.request_id!r} was used for another request")
     return prior.issued
+
+
+def _log_protected_read(reader: Reader | None, code: str, outcome: str) -> None:
+    """Every read of a protected record, with who read it and why (never the patient)."""
+    log.info("protected.read", code=code, reader_role=reader.role if reader else "", outcome=outcome,
+             reader=reader.organisation if reader else "", purpose=reader.purpose if reader else "")
 
 
 class Prescribing:
@@ -109,7 +116,8 @@ class Prescribing:
                                      excluding=old_code)
 
         async def attempt() -> tuple[Outcome, Issued]:
-            issued = Issued(self._sign(command.draft, command.facility, now, replaces=old_code), tuple(findings))
+            issued = Issued(self._sign(command.draft, command.facility, now, replaces=old_code,
+                                       new_supply=command.new_supply), tuple(findings))
             rx = issued.prescription
             return await self.deps.store.replace(
                 facility=command.facility, request_id=command.request_id, fingerprint=command.fingerprint,
@@ -154,9 +162,11 @@ class Prescribing:
         stored = await self.deps.store.get(code)
         if stored is None:
             raise NotFound(f"no prescription {code}")
-        issuer = query.facility is not None and query.facility.lower() == stored.prescription.facility_code.lower()
-        # only the issuing facility sees an HIV patient's identity
-        hidden = not issuer and hides_identity(stored.prescription.diagnoses)
+        rx = stored.prescription
+        hidden = False
+        if self.deps.protected.protected_diagnosis(rx.diagnoses):
+            hidden = not may_know(query.reader, rx.facility_code)
+            _log_protected_read(query.reader, rx.code, "identity hidden" if hidden else "shown")
         return PrescriptionView(stored, stored.status_on(local_day(self.deps.clock())), hidden)
 
     async def medications(self, query: ListPatientMedications) -> list[MedicationEntry]:
@@ -170,6 +180,11 @@ class Prescribing:
             left = status.remaining_days(med.start, med.days, today)
             if current in (Status.CANCELLED, Status.REPLACED, Status.EXPIRED) or left == 0:
                 continue
+            if med.protected:
+                allowed = may_know(query.reader, med.facility_code)
+                _log_protected_read(query.reader, med.prescription_code, "shown" if allowed else "withheld")
+                if not allowed:
+                    continue
             drug = self.deps.ref.drugs.get(med.drug_code)
             entries.append(MedicationEntry(med, drug.name if drug else med.drug_code, current, left))
         return entries
@@ -185,6 +200,19 @@ class Prescribing:
         if applied == "missing":
             raise ValueError(f"dispense {event.dispense_id} names unknown prescription {event.code}")
         await self.refresh_medications(event.code)
+
+    async def on_dispensing_closed(self, event: DispensingClosed) -> None:
+        """The pharmacies' final count under a cancelled or replaced code (it counts what the
+        codes it replaced dispensed), shown to the prescriber on GetPrescription."""
+        if not await self.deps.store.close_dispensing(event.code, dict(event.lines)):
+            raise ValueError(f"dispensing closed for unknown prescription {event.code}")
+
+    async def dispensed(self, code: str) -> dict[int, int]:
+        """What the code has dispensed, as known now (the replace and cancel answers say it)."""
+        stored = await self.deps.store.get(_valid_code("code", code))
+        if stored is None:
+            return {}
+        return stored.closed_dispensed if stored.closed_dispensed is not None else stored.dispensed
 
     async def refresh_medications(self, code: str) -> None:
         """Rewrites the patient's entries for one prescription from its stored state:
@@ -220,7 +248,8 @@ class Prescribing:
                 ingredients=drug.ingredient_names if drug else (), atc=drug.atc if drug else "",
                 daily_mg=rules.daily_mg(line, drug) if drug else {}, start=issued_on, days=line.days,
                 prescribed=line.quantity, dispensed=stored.dispensed.get(line.line_number, 0),
-                status=Status(stored.recorded_status), valid_until=rx.valid_until))
+                status=Status(stored.recorded_status), valid_until=rx.valid_until,
+                protected=self.deps.protected.protected_line(drug.atc if drug else "", rx.diagnoses)))
         return entries
 
     async def _judge(self, draft: Draft, override_reason: str, facility: str, now: datetime,
@@ -239,13 +268,14 @@ class Prescribing:
             raise SafetyBlocked(blocking)
         return findings
 
-    def _sign(self, draft: Draft, facility: str, now: datetime, replaces: str = ""):
+    def _sign(self, draft: Draft, facility: str, now: datetime, replaces: str = "", new_supply: bool = False):
         today = local_day(now)
         registered = self.deps.ref.prescribers[draft.prescriber.certificate_number.strip()]
         new = NewPrescription(
             code=codes.new_code(facility, draft.type), facility_code=facility, draft=draft,
             drugs=tuple(self.deps.ref.drugs[line.drug_code] for line in draft.lines), prescriber=registered,
-            issued_at=now, valid_until=rules.valid_until(draft, self.deps.ref, today), replaces_code=replaces)
+            issued_at=now, valid_until=rules.valid_until(draft, self.deps.ref, today), replaces_code=replaces,
+            new_supply=new_supply)
         return self.deps.signer.sign(new)
 
     async def _owned(self, code: str, facility: str) -> StoredPrescription:

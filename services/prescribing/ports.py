@@ -35,6 +35,9 @@ class PrescriptionStore(Protocol):
     async def apply_dispense(self, *, event_id: str, code: str, sign: int, lines: list[tuple[int, int]]) -> str:
         """'applied', 'seen' when this event id was applied before, 'missing' for an unknown code."""
 
+    async def close_dispensing(self, code: str, dispensed: dict[int, int]) -> bool:
+        """Records the pharmacies' final count under a closed code; False for an unknown code."""
+
     async def put_medications(self, patient_key: str, meds: list[ActiveMedication], version: int) -> None:
         """Writes each entry unless the list already holds it at a newer version."""
 

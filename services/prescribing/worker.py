@@ -11,7 +11,7 @@ from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.adapters import events
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
-from services.prescribing.domain.events import DispenseRecorded, PrescriptionChanged
+from services.prescribing.domain.events import DispenseRecorded, DispensingClosed, PrescriptionChanged
 from services.prescribing.handlers import Prescribing
 
 CONSUMER = "prescribing-projections"
@@ -25,6 +25,8 @@ def projection(handlers: Prescribing):
                 await handlers.on_prescription_changed(changed)
             case DispenseRecorded() as dispensed:
                 await handlers.on_dispense(dispensed)
+            case DispensingClosed() as closed:
+                await handlers.on_dispensing_closed(closed)
     return project
 
 

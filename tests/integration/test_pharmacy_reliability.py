@@ -13,6 +13,7 @@ from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 from eprescription.pharmacy.v1 import pharmacy_pb2_grpc
 
 from services.common.auth import load_tokens
+from services.common.grpc_errors import details_of
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.topics import CLAIMS, DISPENSES, PRESCRIPTIONS
 from services.pharmacy.adapters.redis_store import RedisLedgerStore
@@ -233,3 +234,97 @@ async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pip
     assert submitted.card_code == member.cards[0].card_code and submitted.lines[0].fund_vnd == 696_000
     reversed_ = [e for e in dispense_events(settings, rx.code)]
     assert [e.dispense_id for e in reversed_] == [sold.dispense_id]
+
+
+RACE_ROUNDS = 100
+RACE_AT_ONCE = 10   # rounds in flight together
+
+
+async def test_replace_or_cancel_racing_dispenses_on_two_replicas_never_sells_past_the_latest_version(
+        settings, pipeline):
+    """Hole: a partly sold prescription, replaced, sold in full again under its successor (a
+    narcotic for 10 tablets: 9 sold, replaced with 10, 10 more sold). Each round sells part of
+    a 10-tablet narcotic, then races a replacement (or a cancel) published on Kafka against
+    dispenses of the old code on two replicas, then sells what the successor allows."""
+    import random
+    from eprescription.common.v1 import common_pb2
+    rng = random.Random(20261130)
+    ports = [free_port(), free_port()]
+    replicas = [start_replica(port) for port in ports]
+    metadata = (("authorization", f"Bearer {tokens_of(settings)['pharmacy-a']}"),)
+    narcotic = common_pb2.PRESCRIPTION_TYPE_NARCOTIC
+    rounds = [signed_prescription([("N02AA01-10T", 10)], rx_type=narcotic) for _ in range(RACE_ROUNDS)]
+    for rx in rounds:
+        publish(settings.kafka_bootstrap, PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
+    client = sync_redis.Redis.from_url(settings.redis_url)
+    store = RedisLedgerStore(client, settings.outbox_shards)
+    wait_until(lambda: all(client.hexists(store.ledger_key(rx.code), "content") for rx in rounds), timeout=180,
+               message="every round's ledger")
+    outcomes = Counter()
+
+    async def sell(stub, code, quantity):
+        """The quantity sold, 0 when refused; a replacement still settling is asked again."""
+        request = pb.DispensePrescriptionRequest(idempotency_key=str(uuid.uuid4()), code=code, self_pay=True,
+                                                 lines=[pb.DispenseLine(line_number=1, drug_code="N02AA01-10T",
+                                                                        quantity=quantity, unit_price_vnd=4_500)])
+        while True:
+            try:
+                await stub.DispensePrescription(request, metadata=metadata, timeout=10)
+                outcomes["sold"] += 1
+                return quantity
+            except grpc.aio.AioRpcError as error:
+                assert error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND), error
+                reason = next((d.reason for d in details_of(error) if hasattr(d, "reason")), error.code().name)
+                outcomes[reason] += 1
+                if reason not in ("NOT_FOUND", "PRESCRIPTION_AWAITING"):
+                    return 0
+                await asyncio.sleep(0.05)   # the successor's ledger is not built or settled yet
+
+    async def sell_until_refused(stubs, code):
+        sold, turn = 0, 0
+        while True:
+            got = await sell(stubs[turn % 2], code, rng.choice((1, 1, 2, 3)))
+            if not got:
+                return sold
+            sold, turn = sold + got, turn + 1
+
+    async def round_(stubs, rx):
+        first = await sell(stubs[0], rx.code, rng.randint(1, 9)) if rng.random() < 0.9 else 0
+        replace = rng.random() < 0.7
+        if replace:
+            new = signed_prescription([("N02AA01-10T", rng.choice((10, 12))), ], rx_type=narcotic, replaces=rx.code)
+            events = [(events_pb2.PrescriptionReplaced(replaced_code=rx.code, replacement=new, reason="dose"), rx.code),
+                      (events_pb2.PrescriptionIssued(prescription=new), new.code)]
+            rng.shuffle(events)
+        else:
+            events = [(events_pb2.PrescriptionCancelled(code=rx.code, reason="error", cancelled_by="01001"), rx.code)]
+
+        async def change():
+            for message, key in events:
+                publish(settings.kafka_bootstrap, PRESCRIPTIONS, message, key)
+
+        racing = await asyncio.gather(change(), *(sell_until_refused(stubs, rx.code) for _ in range(3)))
+        old_total = first + sum(racing[1:])
+        new_total, latest = 0, 10
+        if replace:
+            latest = new.lines[0].quantity
+            new_total = await sell_until_refused(stubs, new.code)
+        return old_total, new_total, latest
+
+    results = []
+    try:
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
+        stubs = [pharmacy_pb2_grpc.PharmacyServiceStub(c) for c in channels]
+        for at in range(0, RACE_ROUNDS, RACE_AT_ONCE):
+            results += await asyncio.gather(*(round_(stubs, rx) for rx in rounds[at:at + RACE_AT_ONCE]))
+        for channel in channels:
+            await channel.close()
+    finally:
+        for proc in replicas:
+            stop_process(proc)
+    over = [(old, new, latest) for old, new, latest in results if old + new > max(latest, old)]
+    assert not over, over
+    replaced = [(old, new, latest) for old, new, latest in results if new]
+    assert len(results) == RACE_ROUNDS and replaced and outcomes["sold"] > RACE_ROUNDS
+    print(f"race: {RACE_ROUNDS} rounds, {sum(outcomes.values())} attempts {dict(outcomes)}, "
+          f"dispensed {sum(o + n for o, n, _ in results)} of at most {sum(max(l, o) for o, _, l in results)}")

@@ -9,31 +9,60 @@ from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed
                                                  DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,
                                                  ReverseOutcome, StateChanged)
 from services.pharmacy.domain.events import Event
-from services.pharmacy.domain.model import DispenseRecord, Ledger, PriorDispense, Prescription
+from services.pharmacy.domain.model import Closed, DispenseRecord, Ledger, PriorDispense, Prescription
 
 
 class MemoryLedgerStore:
     def __init__(self) -> None:
         self.ledgers: dict[str, Ledger] = {}
-        self.closed_early: dict[str, str] = {}
+        self.closed_early: dict[str, tuple[str, str]] = {}
+        self.settled: set[str] = set()
+        self.announced: set[str] = set()
         self.priors: dict[tuple[str, str, str], PriorDispense] = {}
         self.records: dict[str, DispenseRecord] = {}
         self.outbox: list[Event] = []
 
-    async def open_ledger(self, prescription: Prescription) -> bool:
+    async def open_ledger(self, prescription: Prescription, carried=None, settled=True) -> bool:
         if prescription.code in self.ledgers:
             return False
-        status = self.closed_early.pop(prescription.code, "active")
-        self.ledgers[prescription.code] = Ledger(prescription, status,
-                                                 {l.line_number: l.quantity for l in prescription.lines})
+        carried = carried or {}
+        status, successor = self.closed_early.pop(prescription.code, ("active" if settled else "awaiting", ""))
+        self.ledgers[prescription.code] = Ledger(
+            prescription, status, {l.line_number: l.quantity - min(carried.get(l.line_number, 0), l.quantity)
+                                   for l in prescription.lines}, successor)
+        if settled:
+            self.settled.add(prescription.code)
         return True
 
-    async def close_ledger(self, code: str, status: str) -> None:
+    async def close_ledger(self, code: str, status: str, successor: str = ""):
         ledger = self.ledgers.get(code)
         if ledger is None:
-            self.closed_early[code] = status
-        else:
-            self.ledgers[code] = Ledger(ledger.prescription, status, ledger.remaining)
+            self.closed_early.setdefault(code, (status, successor))
+            return None
+        if ledger.recorded_status in ("active", "awaiting"):
+            ledger = Ledger(ledger.prescription, status, ledger.remaining, successor)
+            self.ledgers[code] = ledger
+        if code not in self.settled:
+            return None
+        return Closed(ledger.prescription, ledger.recorded_status, ledger.successor, ledger.dispensed)
+
+    async def activate(self, code: str, carried) -> bool:
+        ledger = self.ledgers.get(code)
+        if ledger is None or code in self.settled:
+            return False
+        remaining = {n: q - min(carried.get(n, 0), ledger.prescribed[n]) for n, q in ledger.remaining.items()}
+        status = "active" if ledger.recorded_status == "awaiting" else ledger.recorded_status
+        self.ledgers[code] = Ledger(ledger.prescription, status, remaining, ledger.successor)
+        self.settled.add(code)
+        return True
+
+    async def announce(self, event) -> bool:
+        code = event.closed.prescription.code
+        if code in self.announced:
+            return False
+        self.announced.add(code)
+        self.outbox.append(event)
+        return True
 
     async def ledger(self, code: str) -> Ledger | None:
         ledger = self.ledgers.get(code)
@@ -53,11 +82,12 @@ class MemoryLedgerStore:
         broken = dispensing.state_refusal(ledger, plan.quantities, plan.today)
         if broken is not None:
             rule, line = broken
-            return StateChanged(rule, line, ledger.remaining[line] if rule == "QUANTITY_EXCEEDS_REMAINING" else None)
+            return StateChanged(rule, line, ledger.remaining[line] if rule == "QUANTITY_EXCEEDS_REMAINING" else None,
+                                ledger.successor)
         remaining = dict(ledger.remaining)
         for line, quantity in plan.quantities:
             remaining[line] -= quantity
-        self.ledgers[command.code] = Ledger(ledger.prescription, ledger.recorded_status, remaining)
+        self.ledgers[command.code] = Ledger(ledger.prescription, ledger.recorded_status, remaining, ledger.successor)
         self.records[plan.record.dispense_id] = plan.record
         self.priors[(command.code, command.pharmacy, command.idempotency_key)] = PriorDispense(
             command.fingerprint(), plan.receipt, dict(remaining))
@@ -78,7 +108,7 @@ class MemoryLedgerStore:
         remaining = dict(ledger.remaining)
         for line, quantity in plan.quantities:
             remaining[line] += quantity
-        self.ledgers[record.code] = Ledger(ledger.prescription, ledger.recorded_status, remaining)
+        self.ledgers[record.code] = Ledger(ledger.prescription, ledger.recorded_status, remaining, ledger.successor)
         self.records[record.dispense_id] = DispenseRecord(**{**record.__dict__, "reversed_at": plan.reversed_at})
         self.outbox.extend(plan.events)
         return Reversed()

@@ -84,6 +84,13 @@ class MemoryPrescriptionStore:
         self.prescriptions[code] = replace(stored, dispensed=dispensed, version=stored.version + 1)
         return "applied"
 
+    async def close_dispensing(self, code, dispensed):
+        stored = self.prescriptions.get(code)
+        if stored is None:
+            return False
+        self.prescriptions[code] = replace(stored, closed_dispensed=dict(dispensed))
+        return True
+
     async def put_medications(self, patient_key, meds, version):
         entries = self.lists.setdefault(patient_key, {})
         for med in meds:

@@ -34,10 +34,10 @@ ISSUED_AT = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
 
 def signed_prescription(lines, *, rx_type=common_pb2.PRESCRIPTION_TYPE_ORDINARY, diagnoses=("J02.9",),
                         valid_until=date(2026, 12, 4), batches=(), key_id="pk-01001-001", card="",
-                        patient="") -> common_pb2.Prescription:
+                        patient="", replaces="") -> common_pb2.Prescription:
     code = f"01001{uuid.uuid4().hex[:7]}-{'cnhy'[rx_type - 1]}"
     rx = common_pb2.Prescription(code=code, type=rx_type, facility_code="01001",
-                                 valid_until=dates.to_proto(valid_until))
+                                 valid_until=dates.to_proto(valid_until), replaces_code=replaces)
     rx.patient.identifier.citizen_id = patient or random_citizen_id()
     rx.patient.name, rx.patient.address, rx.patient.bhyt_card = "Lê Thị Test", "1 Tràng Tiền", card
     for icd in diagnoses:

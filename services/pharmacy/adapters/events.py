@@ -13,6 +13,8 @@ from services.pharmacy.domain import events
 from services.pharmacy.domain.model import PrescribedLine, Prescription, SoldLine
 
 PRODUCER = "pharmacy"
+CLOSED_STATUS = {"cancelled": common_pb2.PRESCRIPTION_STATUS_CANCELLED,
+                 "replaced": common_pb2.PRESCRIPTION_STATUS_REPLACED}
 
 
 def prescription_of(document: bytes) -> Prescription:
@@ -26,7 +28,7 @@ def prescription_of(document: bytes) -> Prescription:
                                  *batches.get(line.batch_number, (None, None)))
                   for line in rx.lines)
     return Prescription(rx.code, rx.facility_code, rx.patient.bhyt_card, tuple(d.icd10 for d in rx.diagnoses),
-                        valid_until, lines, document)
+                        valid_until, lines, document, rx.replaces_code, rx.new_supply)
 
 
 def decode_prescription_event(envelope: events_pb2.EventEnvelope
@@ -36,7 +38,7 @@ def decode_prescription_event(envelope: events_pb2.EventEnvelope
     if kind == "prescription_issued":
         return events.PrescriptionIssued(prescription_of(payload.prescription.SerializeToString(deterministic=True)))
     if kind == "prescription_replaced":
-        return events.PrescriptionClosed(payload.replaced_code, "replaced")
+        return events.PrescriptionClosed(payload.replaced_code, "replaced", payload.replacement.code)
     if kind == "prescription_cancelled":
         return events.PrescriptionClosed(payload.code, "cancelled")
     return None
@@ -82,6 +84,13 @@ def wire_form(event: events.Event):
             return CLAIMS, event.member_id, events_pb2.ClaimReversalRequested(
                 claim_id=event.claim_id, dispense_id=event.dispense_id, member_id=event.member_id,
                 reason=event.reason)
+        case events.DispensingClosed(closed):
+            rx = closed.prescription
+            return DISPENSES, rx.code, events_pb2.DispensingClosed(
+                prescription_code=rx.code, successor_code=closed.successor,
+                status=CLOSED_STATUS[closed.status],
+                lines=[events_pb2.DispensedLine(line_number=l.line_number, drug_code=l.drug_code,
+                                                quantity=closed.dispensed.get(l.line_number, 0)) for l in rx.lines])
     raise TypeError(f"not a pharmacy event: {event!r}")
 
 

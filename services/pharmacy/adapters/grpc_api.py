@@ -39,7 +39,7 @@ def failure_of(error: PharmacyError) -> RpcFailure:
                           (FieldViolation(error.field, f"{error.rule}: {error}"),))
     if isinstance(error, Refused):
         return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(error), error.rule,
-                          (FieldViolation(error.subject, f"{error.rule}: {error}"),))
+                          (FieldViolation(error.subject, f"{error.rule}: {error}"),), dict(error.details))
     if isinstance(error, NotFound):
         return RpcFailure(grpc.StatusCode.NOT_FOUND, str(error), "NOT_FOUND")
     if isinstance(error, NotPermitted):
@@ -82,7 +82,7 @@ def lookup_response(result: LookupResult) -> pharmacy_pb2.LookupPrescriptionResp
     shown = privacy.without_identity(rx) if result.identity_hidden else rx
     return pharmacy_pb2.LookupPrescriptionResponse(
         prescription=shown, status=STATUS[result.status], signature_verified=result.signature_verified,
-        identity_hidden=result.identity_hidden,
+        identity_hidden=result.identity_hidden, replaced_by=result.ledger.successor,
         first_dispense_deadline=dates.to_proto(result.ledger.prescription.valid_until),
         lines=_ledger_lines(result.ledger, drug_codes=True))
 

@@ -16,7 +16,8 @@ from services.pharmacy.adapters import events
 from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
                                                  DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,
                                                  ReverseOutcome, StateChanged)
-from services.pharmacy.domain.model import (DispenseRecord, Ledger, PriorDispense, Prescription, Receipt,
+from services.pharmacy.domain.events import DispensingClosed
+from services.pharmacy.domain.model import (Closed, DispenseRecord, Ledger, PriorDispense, Prescription, Receipt,
                                             ReceiptLine, SoldLine)
 
 SERVICE = "pharmacy"
@@ -72,7 +73,7 @@ def _dispense_outcome(answer: dict) -> DispenseOutcome:
             return AlreadyApplied(PriorDispense(answer["fingerprint"], receipt_of(answer["receipt"]),
                                                 _remaining(answer["remaining"])))
         case "refused":
-            return StateChanged(answer["rule"], answer.get("line"), answer.get("remaining"))
+            return StateChanged(answer["rule"], answer.get("line"), answer.get("remaining"), answer.get("successor", ""))
         case "missing":
             return LedgerMissing()
     raise ValueError(f"unknown dispense outcome {answer!r}")
@@ -87,6 +88,8 @@ class RedisLedgerStore:
         self.layout = OutboxLayout(SERVICE, shards)
         self._open = redis.register_script(lua(__file__, "open_ledger"))
         self._close = redis.register_script(lua(__file__, "close_ledger"))
+        self._activate = redis.register_script(lua(__file__, "activate"))
+        self._announce = OutboxScript(redis, lua(__file__, "announce_closed"))
         self._dispense = OutboxScript(redis, lua(__file__, "dispense"))
         self._reverse = OutboxScript(redis, lua(__file__, "reverse"))
 
@@ -103,23 +106,42 @@ class RedisLedgerStore:
     def _sale_key(self, code: str, dispense_id: str) -> str:
         return self.layout.key(self._shard(code), "dispense", dispense_id)
 
-    async def open_ledger(self, prescription: Prescription) -> bool:
+    async def open_ledger(self, prescription: Prescription, carried: dict[int, int] | None = None,
+                          settled: bool = True) -> bool:
+        carried = carried or {}
         lines = [[l.line_number, l.quantity,
-                  f"{l.batch_start.isoformat()}|{l.batch_end.isoformat()}" if l.batch_start else ""]
+                  f"{l.batch_start.isoformat()}|{l.batch_end.isoformat()}" if l.batch_start else "",
+                  carried.get(l.line_number, 0)]
                  for l in prescription.lines]
-        args = [json.dumps({"valid_until": prescription.valid_until.isoformat(), "lines": lines}),
+        args = [json.dumps({"valid_until": prescription.valid_until.isoformat(), "settled": settled, "lines": lines}),
                 prescription.document]
         return bool(await self._open(keys=[self.ledger_key(prescription.code)], args=args))
 
-    async def close_ledger(self, code: str, status: str) -> None:
-        await self._close(keys=[self.ledger_key(code)], args=[status])
+    async def close_ledger(self, code: str, status: str, successor: str = "") -> Closed | None:
+        answer = _decode(await self._close(keys=[self.ledger_key(code)],
+                                           args=[json.dumps({"status": status, "successor": successor})]))
+        if answer["outcome"] != "closed":
+            return None
+        ledger = await self.ledger(code)
+        return Closed(ledger.prescription, answer["status"], answer["successor"],
+                      {int(k): int(v) for k, v in (answer["dispensed"] or {}).items()})
+
+    async def activate(self, code: str, carried: dict[int, int]) -> bool:
+        args = json.dumps({"carried": [[n, q] for n, q in carried.items()]})
+        return bool(await self._activate(keys=[self.ledger_key(code)], args=[args]))
+
+    async def announce(self, event: DispensingClosed) -> bool:
+        code = event.closed.prescription.code
+        keys = [self.layout.stream(self._shard(code)), self.ledger_key(code)]
+        return bool(await self._announce(keys, [], [events.encode(event)]))
 
     async def ledger(self, code: str) -> Ledger | None:
         fields = await self.redis.hgetall(self.ledger_key(code))
         if not fields or b"content" not in fields:
             return None
         remaining = {int(k[2:]): int(v) for k, v in fields.items() if k.startswith(b"r:")}
-        return Ledger(events.prescription_of(fields[b"content"]), fields[b"status"].decode(), remaining)
+        return Ledger(events.prescription_of(fields[b"content"]), fields[b"status"].decode(), remaining,
+                      fields.get(b"successor", b"").decode())
 
     async def prior(self, code: str, pharmacy: str, key: str) -> PriorDispense | None:
         fp, receipt, remaining = await self.redis.hmget(self._idem_key(code, pharmacy, key),

@@ -18,8 +18,8 @@ from services.pharmacy.domain.commands import DispenseMedication, ReverseDispens
 from services.pharmacy.domain.errors import InvalidRequest, NotFound, NotPermitted, Refused, RequestConflict
 from services.pharmacy.domain.events import (ClaimReversalRequested, ClaimSubmitted, DispenseReversed, Event,
                                              MedicationDispensed)
-from services.pharmacy.domain.model import (DispenseRecord, DispenseResult, Ledger, PriorDispense, Quote, QuoteLine,
-                                            Receipt, ReceiptLine)
+from services.pharmacy.domain.model import (Closed, DispenseRecord, DispenseResult, Ledger, PriorDispense, Prescription,
+                                            Quote, QuoteLine, Receipt, ReceiptLine)
 
 REVERSAL_WINDOW = timedelta(hours=24)
 MAX_IDEMPOTENCY_KEY = 128
@@ -30,6 +30,7 @@ DISPENSE_ID = re.compile(rf"^d-({codes.BODY})-[0-9a-f]{{16}}$")
 STATE_RULES = {
     "PRESCRIPTION_CANCELLED": "the prescription was cancelled",
     "PRESCRIPTION_REPLACED": "the prescription was replaced by a newer one",
+    "PRESCRIPTION_AWAITING": "the prescription it replaces is still being settled at the pharmacies; try again shortly",
     "VALIDITY_WINDOW_ENDED": "the dispensing window of the prescription has ended",
     "LINE_UNKNOWN": "the prescription has no such line",
     "OUTSIDE_BATCH_DATES": "today is outside the dates of this narcotic batch",
@@ -94,11 +95,33 @@ def state_refusal(ledger: Ledger, lines: list[tuple[int, int]], today: date) -> 
     return None
 
 
-def refusal(command: DispenseMedication, rule: str, line: int | None, remaining: int | None) -> Refused:
+def refusal(command: DispenseMedication, rule: str, line: int | None, remaining: int | None,
+            successor: str = "") -> Refused:
+    """The refusal of a state rule; a replaced code's names its successor (where to sell)."""
     numbers = [sold.line_number for sold in command.lines]
     subject = f"lines[{numbers.index(line)}]" if line in numbers else "code"
     detail = f" (remaining {remaining})" if remaining is not None else ""
+    if rule == "PRESCRIPTION_REPLACED" and successor:
+        return Refused(rule, f"{STATE_RULES[rule]}: {successor}", subject, {"replaced_by": successor})
     return Refused(rule, STATE_RULES.get(rule, rule) + detail, subject)
+
+
+def carry_over(closed: Closed, successor: Prescription) -> dict[int, int]:
+    """What the successor's lines start with already dispensed (our rule; the law is silent on
+    a partly sold prescription): unless it is a new supply, everything dispensed under the
+    codes it replaces, drug by drug, counts against its lines of the same drug, in line order."""
+    if successor.new_supply:
+        return {}
+    left: dict[str, int] = {}
+    for line in closed.prescription.lines:
+        left[line.drug_code] = left.get(line.drug_code, 0) + closed.dispensed.get(line.line_number, 0)
+    carried = {}
+    for line in successor.lines:
+        take = min(line.quantity, left.get(line.drug_code, 0))
+        if take:
+            carried[line.line_number] = take
+            left[line.drug_code] -= take
+    return carried
 
 
 @dataclass(frozen=True)
@@ -151,7 +174,8 @@ def check_dispense(command: DispenseMedication, ledger: Ledger | None, *, drugs:
     broken = state_refusal(ledger, [(l.line_number, l.quantity) for l in command.lines], local_day(now))
     if broken is not None:
         rule, line = broken
-        raise refusal(command, rule, line, ledger.remaining.get(line) if rule == "QUANTITY_EXCEEDS_REMAINING" else None)
+        raise refusal(command, rule, line, ledger.remaining.get(line) if rule == "QUANTITY_EXCEEDS_REMAINING" else None,
+                      ledger.successor)
     return Checked(command, ledger, now)
 
 
@@ -206,6 +230,7 @@ class StateChanged:
     rule: str
     line: int | None = None
     remaining: int | None = None
+    successor: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,8 +247,8 @@ def settle(plan: DispensePlan, outcome: DispenseOutcome) -> DispenseResult:
             return DispenseResult(plan.receipt, remaining)
         case AlreadyApplied(prior):
             return replay(plan.command, prior)
-        case StateChanged(rule, line, remaining):
-            raise refusal(plan.command, rule, line, remaining)
+        case StateChanged(rule, line, remaining, successor):
+            raise refusal(plan.command, rule, line, remaining, successor)
         case LedgerMissing():
             raise NotFound(f"no prescription {plan.command.code}")
     raise TypeError(f"unknown outcome {outcome!r}")

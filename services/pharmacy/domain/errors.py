@@ -15,8 +15,8 @@ class InvalidRequest(PharmacyError):
 class Refused(PharmacyError):
     """A rule that the prescription's state forbids (FAILED_PRECONDITION)."""
 
-    def __init__(self, rule: str, message: str, subject: str = "code"):
-        self.rule, self.subject = rule, subject
+    def __init__(self, rule: str, message: str, subject: str = "code", details: dict[str, str] | None = None):
+        self.rule, self.subject, self.details = rule, subject, details or {}
         super().__init__(message)
 
 

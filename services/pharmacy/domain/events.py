@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from services.pharmacy.domain.model import DispenseRecord, Prescription, Quote, SoldLine
+from services.pharmacy.domain.model import Closed, DispenseRecord, Prescription, Quote, SoldLine
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,15 @@ class ClaimReversalRequested:
     occurred_at: datetime
 
 
-Event = MedicationDispensed | ClaimSubmitted | DispenseReversed | ClaimReversalRequested
+@dataclass(frozen=True)
+class DispensingClosed:
+    """No pharmacy sells under the code any more: what was dispensed under it, per line
+    (counting what its predecessors dispensed), for the prescriber."""
+    closed: Closed
+    occurred_at: datetime
+
+
+Event = MedicationDispensed | ClaimSubmitted | DispenseReversed | ClaimReversalRequested | DispensingClosed
 
 
 @dataclass(frozen=True)
@@ -58,3 +66,4 @@ class PrescriptionClosed:
     """Cancelled or replaced: final, whatever order the events arrive in."""
     code: str
     status: str
+    successor: str = ""

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from services.kernel import status as rx_status
-from services.kernel.icd10 import hides_identity
 
 
 @dataclass(frozen=True)
@@ -28,21 +27,20 @@ class Prescription:
     valid_until: date
     lines: tuple[PrescribedLine, ...]
     document: bytes = field(repr=False, default=b"")
+    replaces_code: str = ""
+    new_supply: bool = False           # a replacement whose quantities are a new supply (nothing carried)
 
     def line(self, number: int) -> PrescribedLine | None:
         return next((line for line in self.lines if line.line_number == number), None)
-
-    @property
-    def identity_hidden(self) -> bool:
-        return hides_identity(self.diagnoses)
 
 
 @dataclass(frozen=True)
 class Ledger:
     """A prescription's dispensing state across every pharmacy."""
     prescription: Prescription
-    recorded_status: str               # active | cancelled | replaced
+    recorded_status: str               # active | awaiting (its predecessor is not settled) | cancelled | replaced
     remaining: dict[int, int]
+    successor: str = ""                # the code that replaced it
 
     @property
     def prescribed(self) -> dict[int, int]:
@@ -55,6 +53,16 @@ class Ledger:
     def status_on(self, today: date) -> rx_status.Status:
         return rx_status.derive(self.recorded_status, self.prescribed, self.dispensed,
                                 self.prescription.valid_until, today)
+
+
+@dataclass(frozen=True)
+class Closed:
+    """A ledger closed for good: what was dispensed under its code per line, counting what
+    its predecessors dispensed (carried into it)."""
+    prescription: Prescription
+    status: str
+    successor: str
+    dispensed: dict[int, int]
 
 
 @dataclass(frozen=True)
@@ -152,10 +160,7 @@ class LookupResult:
     ledger: Ledger
     status: rx_status.Status
     signature_verified: bool
-
-    @property
-    def identity_hidden(self) -> bool:
-        return self.ledger.prescription.identity_hidden
+    identity_hidden: bool = False      # a protected diagnosis: no pharmacy sees who the patient is
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,10 @@ def build(new: NewPrescription) -> common_pb2.Prescription:
     d = new.draft
     rx = common_pb2.Prescription(
         code=new.code, type=TYPES[d.type], facility_code=new.facility_code, advice=d.advice,
-        return_visit_days=d.return_visit_days, replaces_code=new.replaces_code,
+        return_visit_days=d.return_visit_days, replaces_code=new.replaces_code, new_supply=new.new_supply,
         valid_until=dates.to_proto(new.valid_until), patient=_patient(d.patient))
+    if d.encounter is not None:
+        rx.encounter.id, rx.encounter.other_costs_vnd = d.encounter.id, d.encounter.other_costs_vnd
     for diagnosis in d.diagnoses:
         rx.diagnoses.add(icd10=normalize_icd(diagnosis.icd10), text=diagnosis.text)
     rx.prescriber.certificate_number = d.prescriber.certificate_number

@@ -35,7 +35,8 @@ def encode(event: events.Event) -> KafkaRecord:
                                   occurred_at=event.occurred_at), PRESCRIPTIONS)
 
 
-def decode(envelope: events_pb2.EventEnvelope) -> events.PrescriptionChanged | events.DispenseRecorded | None:
+def decode(envelope: events_pb2.EventEnvelope
+           ) -> events.PrescriptionChanged | events.DispenseRecorded | events.DispensingClosed | None:
     kind = envelope.WhichOneof("payload")
     if kind is None:
         return None
@@ -46,6 +47,9 @@ def decode(envelope: events_pb2.EventEnvelope) -> events.PrescriptionChanged | e
         return events.PrescriptionChanged(payload.replaced_code)
     if kind == "prescription_cancelled":
         return events.PrescriptionChanged(payload.code)
+    if kind == "dispensing_closed":
+        return events.DispensingClosed(payload.prescription_code,
+                                       tuple((line.line_number, line.quantity) for line in payload.lines))
     if kind in ("medication_dispensed", "dispense_reversed"):
         return events.DispenseRecorded(envelope.event_id, payload.dispense_id, payload.prescription_code,
                                        1 if kind == "medication_dispensed" else -1,

@@ -13,6 +13,7 @@ from services.common.auth import Role
 from services.common.grpc_errors import FieldViolation, RpcFailure, abort
 from services.common.grpc_server import ServiceBinding
 from services.common.request_context import caller
+from services.kernel.protected import Reader
 from services.prescribing.adapters import mapping
 from services.prescribing.domain.commands import (CancelPrescription, GetPrescription, IssuePrescription,
                                                   ListPatientMedications, ReplacePrescription)
@@ -72,13 +73,25 @@ def issue_command(request: prescribing_pb2.IssuePrescriptionRequest, facility: s
 
 def replace_command(request: prescribing_pb2.ReplacePrescriptionRequest, facility: str) -> ReplacePrescription:
     return ReplacePrescription(facility, request.client_request_id, request.code, _draft(request), request.reason,
-                               request.override_reason, fingerprint(request))
+                               request.override_reason, fingerprint(request), request.new_supply)
 
 
-def medications_query(request: prescribing_pb2.ListPatientMedicationsRequest) -> ListPatientMedications:
+def medications_query(request: prescribing_pb2.ListPatientMedicationsRequest,
+                      reader: Reader | None = None) -> ListPatientMedications:
     given = request.HasField("as_of")
     return ListPatientMedications(mapping.patient_id(request.patient),
-                                  dates.from_proto(request.as_of) if given else None, given)
+                                  dates.from_proto(request.as_of) if given else None, given, reader)
+
+
+PURPOSES = {Role.PRESCRIBER: "treatment", Role.PHARMACY: "dispensing", Role.INSURER: "claims",
+            Role.OPERATOR: "operations", Role.SERVICE: "service"}
+
+
+def reader_of(who) -> Reader | None:
+    """The authenticated caller as the HIV rule sees it: role, organisation and purpose."""
+    if who is None:
+        return None
+    return Reader(who.role.value, who.identity, PURPOSES.get(who.role, "unknown"))
 
 
 def issued_response(issued: Issued, cls):
@@ -92,8 +105,14 @@ def view_response(view: PrescriptionView) -> prescribing_pb2.GetPrescriptionResp
     return prescribing_pb2.GetPrescriptionResponse(
         prescription=privacy.without_identity(rx) if view.identity_hidden else rx,
         status=mapping.status_to_proto(view.status), replaced_by=stored.replaced_by,
-        lines=[prescribing_pb2.LineProgress(line_number=n, prescribed=q, dispensed=stored.dispensed.get(n, 0))
-               for n, q in sorted(stored.prescribed.items())])
+        dispensing_closed=stored.closed_dispensed is not None,
+        lines=_progress(stored.prescribed, stored.dispensed if stored.closed_dispensed is None
+                        else stored.closed_dispensed))
+
+
+def _progress(prescribed: dict[int, int], dispensed: dict[int, int]) -> list:
+    return [prescribing_pb2.LineProgress(line_number=n, prescribed=q, dispensed=dispensed.get(n, 0))
+            for n, q in sorted(prescribed.items())]
 
 
 def medications_response(entries: list[MedicationEntry]) -> prescribing_pb2.ListPatientMedicationsResponse:
@@ -126,24 +145,31 @@ class PrescribingServicer(prescribing_pb2_grpc.PrescribingServiceServicer):
     async def ReplacePrescription(self, request, context):
         async def call():
             issued = await self._h.replace(replace_command(request, caller().identity))
-            return issued_response(issued, prescribing_pb2.ReplacePrescriptionResponse)
+            reply = issued_response(issued, prescribing_pb2.ReplacePrescriptionResponse)
+            old = await self._h.get(GetPrescription(request.code, caller().identity, reader_of(caller())))
+            reply.dispensed.extend(_progress(old.stored.prescribed, await self._h.dispensed(request.code)))
+            return reply
         return await self._run(context, call)
 
     async def CancelPrescription(self, request, context):
         async def call():
             done = await self._h.cancel(CancelPrescription(caller().identity, request.code, request.reason))
-            return prescribing_pb2.CancelPrescriptionResponse(status=mapping.status_to_proto(done))
+            old = await self._h.get(GetPrescription(request.code, caller().identity, reader_of(caller())))
+            return prescribing_pb2.CancelPrescriptionResponse(
+                status=mapping.status_to_proto(done),
+                dispensed=_progress(old.stored.prescribed, await self._h.dispensed(request.code)))
         return await self._run(context, call)
 
     async def GetPrescription(self, request, context):
         async def call():
             who = caller()
-            return view_response(await self._h.get(GetPrescription(request.code, who.identity if who else None)))
+            return view_response(await self._h.get(GetPrescription(request.code, who.identity if who else None,
+                                                                   reader_of(who))))
         return await self._run(context, call)
 
     async def ListPatientMedications(self, request, context):
         async def call():
-            return medications_response(await self._h.medications(medications_query(request)))
+            return medications_response(await self._h.medications(medications_query(request, reader_of(caller()))))
         return await self._run(context, call)
 
 

@@ -6,7 +6,7 @@ from eprescription.common.v1 import common_pb2
 from eprescription.prescribing.v1 import prescribing_pb2
 
 from services.common import dates
-from services.prescribing.domain.model import (Batch, Diagnosis, Draft, Finding, Guardian, Line, Patient, PatientId,
+from services.prescribing.domain.model import (Batch, Diagnosis, Draft, Encounter, Finding, Guardian, Line, Patient, PatientId,
                                                PrescriberRef, RxType, Sex, Status)
 
 TYPES = {
@@ -63,6 +63,8 @@ def draft(msg: prescribing_pb2.PrescriptionDraft) -> Draft:
         lines=tuple(lines), advice=msg.advice, return_visit_days=msg.return_visit_days,
         batches=tuple(Batch(b.number, dates.from_proto(b.start), dates.from_proto(b.end)) for b in msg.batches),
         cancer_or_aids_pain=msg.cancer_or_aids_pain, acute=msg.acute, toxic_herbs=msg.toxic_herbs,
+        encounter=Encounter(msg.encounter.id.strip(), msg.encounter.other_costs_vnd)
+        if msg.HasField("encounter") else None,
     )
 
 

@@ -120,8 +120,18 @@ class RedisPrescriptionStore:
         if not fields:
             return None
         dispensed = {int(k[2:]): int(v) for k, v in fields.items() if k.startswith(b"d:")}
+        closed = ({int(k[2:]): int(v) for k, v in fields.items() if k.startswith(b"f:")}
+                  if fields.get(b"closed") == b"1" else None)
         return StoredPrescription(documents.prescription_of(fields[b"content"]), fields[b"status"].decode(),
-                                  fields.get(b"replaced_by", b"").decode(), dispensed, int(fields.get(b"v", 0)))
+                                  fields.get(b"replaced_by", b"").decode(), dispensed, int(fields.get(b"v", 0)), closed)
+
+    async def close_dispensing(self, code: str, dispensed: dict[int, int]) -> bool:
+        key = self._rx_key(code)
+        if not await self._redis.exists(key):
+            return False
+        mapping = {"closed": "1", **{f"f:{n}": q for n, q in dispensed.items()}}
+        await self._redis.hset(key, mapping=mapping)
+        return True
 
     async def apply_dispense(self, *, event_id: str, code: str, sign: int, lines: list[tuple[int, int]]) -> str:
         """applied, seen (this event was applied before) or missing (no such prescription)."""
@@ -167,7 +177,7 @@ def _med_json(m: ActiveMedication) -> str:
         "drug": m.drug_code, "ingredients": list(m.ingredients), "atc": m.atc,
         "daily_mg": {k: str(v) for k, v in sorted(m.daily_mg.items())}, "start": m.start.isoformat(),
         "days": m.days, "prescribed": m.prescribed, "dispensed": m.dispensed, "status": m.status.value,
-        "valid_until": m.valid_until.isoformat(),
+        "valid_until": m.valid_until.isoformat(), "protected": m.protected,
     }, sort_keys=True)
 
 
@@ -178,4 +188,4 @@ def _med_from_json(raw: bytes) -> ActiveMedication:
         ingredients=tuple(d["ingredients"]), atc=d["atc"],
         daily_mg={k: Decimal(v) for k, v in d["daily_mg"].items()}, start=date.fromisoformat(d["start"]),
         days=d["days"], prescribed=d["prescribed"], dispensed=d["dispensed"], status=Status(d["status"]),
-        valid_until=date.fromisoformat(d["valid_until"]))
+        valid_until=date.fromisoformat(d["valid_until"]), protected=d.get("protected", False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from services.kernel.protected import Reader
 from services.prescribing.domain.model import Draft, PatientId
 
 
@@ -26,6 +27,7 @@ class ReplacePrescription:
     reason: str
     override_reason: str
     fingerprint: str
+    new_supply: bool = False          # the replacement's quantities are a new supply (not deducted)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class CancelPrescription:
 class GetPrescription:
     code: str
     facility: str | None              # the caller's facility, if a facility asks
+    reader: Reader | None = None      # who reads, for what (the HIV rule)
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,4 @@ class ListPatientMedications:
     patient: PatientId | None
     as_of: date | None
     as_of_given: bool = False         # a date was sent (None then means it was not a date)
+    reader: Reader | None = None

@@ -40,6 +40,13 @@ class PrescriptionChanged:
 
 
 @dataclass(frozen=True)
+class DispensingClosed:
+    """The pharmacies stopped selling under the code: their final count per line."""
+    code: str
+    lines: tuple[tuple[int, int], ...]   # (line number, quantity dispensed)
+
+
+@dataclass(frozen=True)
 class DispenseRecorded:
     """A sale (sign 1) or its reversal (sign -1) at some pharmacy."""
     event_id: str

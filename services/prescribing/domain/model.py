@@ -113,6 +113,15 @@ class Draft:
     cancer_or_aids_pain: bool = False
     acute: bool = False
     toxic_herbs: bool = False
+    encounter: Encounter | None = None
+
+
+@dataclass(frozen=True)
+class Encounter:
+    """The visit the prescription belongs to (`MA_LK`): the fund judges its 15% threshold on
+    every in-scope cost of the visit, which only the hospital knows."""
+    id: str
+    other_costs_vnd: int              # in-scope examination, tests and other costs of the visit
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,7 @@ class ActiveMedication:
     dispensed: int
     status: Status
     valid_until: date
+    protected: bool = False          # an antiretroviral for a protected diagnosis: shown to few (kernel.protected)
 
 
 @dataclass(frozen=True)
@@ -241,6 +251,7 @@ class NewPrescription:
     issued_at: datetime
     valid_until: date
     replaces_code: str = ""
+    new_supply: bool = False         # a replacement whose quantities are a new supply, not the whole treatment
 
 
 @dataclass(frozen=True)
@@ -269,6 +280,7 @@ class StoredPrescription:
     replaced_by: str
     dispensed: dict[int, int]
     version: int
+    closed_dispensed: dict[int, int] | None = None   # the pharmacies' final count, once the code is closed
 
     @property
     def prescribed(self) -> dict[int, int]:

@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 
 from services.common.formulary import load_formulary
-from services.kernel import icd10
+from services.common.protected_data import load_protected
+from services.kernel import protected
+from tests.support.members import REFERENCE
 from services.kernel.status import derive
 from services.pharmacy.domain.dispensing import substitution_problem
 
@@ -23,9 +25,28 @@ def test_a_substitute_keeps_ingredients_strength_and_route(prescribed, given, ok
 
 
 @pytest.mark.parametrize("codes, hidden", [(["B20"], True), (["J06.9", "B24"], True), (["Z21"], True),
+                                           (["O98.7"], True), (["R75"], True), (["Z20.6"], True), (["Z71.7"], True),
+                                           (["O98.6"], False), (["Z20.5"], False), (["Z71.6"], False),
                                            (["B25.0"], False), (["A15.0"], False), ([], False)])
-def test_hiv_diagnoses_hide_the_patient(codes, hidden):
-    assert icd10.hides_identity(codes) is hidden
+def test_protected_diagnoses_are_the_reference_data_s(codes, hidden):
+    loaded = load_protected(REFERENCE)
+    assert loaded.protected_diagnosis(codes) is hidden
+    assert loaded.protected_diagnosis(codes) == protected.DEFAULT.protected_diagnosis(codes)
+
+
+def test_antiretrovirals_are_protected_only_for_a_protected_diagnosis():
+    loaded = load_protected(REFERENCE)
+    assert loaded.protected_line("J05AR27", ["B20.0"]) and loaded.protected_line("J05AF07", ["Z20.6"])
+    assert not loaded.protected_line("J05AF07", ["B18.1"])       # tenofovir for hepatitis B
+    assert not loaded.protected_line("J05AB01", ["B20"])         # aciclovir: not an antiretroviral
+
+
+@pytest.mark.parametrize("role, organisation, sees", [
+    ("prescriber", "01001", True), ("prescriber", "79001", False), ("insurer", "bhxh", True),
+    ("pharmacy", "PH0001", False), ("operator", "ops", False)])
+def test_only_the_treating_facility_and_the_insurer_may_know(role, organisation, sees):
+    assert protected.may_know(protected.Reader(role, organisation, "x"), "01001") is sees
+    assert protected.may_know(None, "01001") is False
 
 
 @pytest.mark.parametrize("recorded, remaining, today, expected", [

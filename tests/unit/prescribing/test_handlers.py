@@ -11,13 +11,14 @@ from services.kernel.status import Status
 from services.prescribing.adapters import reference_data
 from services.prescribing.adapters.documents import Signer
 from services.prescribing.domain.commands import (CancelPrescription, GetPrescription, IssuePrescription,
-                                                  ReplacePrescription)
+                                                  ListPatientMedications, ReplacePrescription)
 from services.prescribing.domain.events import DispenseRecorded, PrescriptionCancelled, PrescriptionChanged, \
     PrescriptionIssued, PrescriptionReplaced
 from services.prescribing.domain.model import Diagnosis, InvalidState, NotPermitted, RequestConflict
 from services.prescribing.handlers import Dependencies, Prescribing
 from tests.support.memory_prescribing import MemoryPrescriptionStore
-from tests.support.drafts import draft
+from tests.support.drafts import draft, line
+from services.kernel.protected import Reader
 
 NOW = datetime(2026, 11, 30, 2, tzinfo=timezone.utc)
 
@@ -73,13 +74,33 @@ async def test_projections_keep_the_patient_s_list_and_a_sale_shows_in_the_statu
         await handlers.on_dispense(DispenseRecorded("e2", "d2", "01001zzzzzzz-c", 1, ((1, 1),)))
 
 
-async def test_only_the_issuing_facility_sees_an_hiv_patient(world):
+async def test_only_the_issuing_facility_and_the_insurer_see_an_hiv_patient(world):
     handlers, _, _ = world
     d = replace(draft(), diagnoses=(Diagnosis("B20", "HIV disease"),))
     code = (await handlers.issue(issue(d))).prescription.code
-    assert not (await handlers.get(GetPrescription(code, "01001"))).identity_hidden
-    assert (await handlers.get(GetPrescription(code, "79001"))).identity_hidden
+    treating, other = Reader("prescriber", "01001", "treatment"), Reader("prescriber", "79001", "treatment")
+    assert not (await handlers.get(GetPrescription(code, "01001", treating))).identity_hidden
+    assert not (await handlers.get(GetPrescription(code, None, Reader("insurer", "bhxh", "claims")))).identity_hidden
+    assert (await handlers.get(GetPrescription(code, "79001", other))).identity_hidden
+    assert (await handlers.get(GetPrescription(code, None, Reader("pharmacy", "PH0001", "dispensing")))).identity_hidden
     assert (await handlers.get(GetPrescription(code, None))).identity_hidden
+
+
+async def test_antiretrovirals_leave_the_medication_list_of_anyone_but_the_treating_team(world):
+    """Hole: ListPatientMedications returned antiretroviral lines to any pharmacy."""
+    handlers, _, _ = world
+    hiv = replace(draft(line(1, "J05AR27-TLD", 30, "1", 1, 30), line(2, "J01EE01-480T", 30, "1", 1, 30)),
+                  diagnoses=(Diagnosis("B20", "HIV disease"),))
+    code = (await handlers.issue(issue(hiv))).prescription.code
+    await handlers.on_prescription_changed(PrescriptionChanged(code))
+    patient = hiv.patient.identifier
+
+    async def drugs(reader):
+        return {e.medication.drug_code for e in await handlers.medications(ListPatientMedications(patient, None,
+                                                                                                 reader=reader))}
+    assert await drugs(Reader("prescriber", "01001", "treatment")) == {"J05AR27-TLD", "J01EE01-480T"}
+    for reader in (Reader("prescriber", "79001", "treatment"), Reader("pharmacy", "PH0001", "dispensing"), None):
+        assert await drugs(reader) == {"J01EE01-480T"}, reader   # co-trimoxazole is no antiretroviral
 
 
 async def test_a_code_already_taken_is_drawn_again_and_a_full_run_of_collisions_fails_cleanly(world, monkeypatch):

@@ -15,7 +15,10 @@ if prior then
 end
 local status = redis.call('HGET', ledger, 'status')
 if not status or redis.call('HEXISTS', ledger, 'content') == 0 then return cjson.encode({outcome = 'missing'}) end
-if status ~= 'active' then return cjson.encode({outcome = 'refused', rule = 'PRESCRIPTION_' .. string.upper(status)}) end
+if status ~= 'active' then
+  return cjson.encode({outcome = 'refused', rule = 'PRESCRIPTION_' .. string.upper(status),
+                       successor = redis.call('HGET', ledger, 'successor') or ''})
+end
 if a.today > redis.call('HGET', ledger, 'valid_until') then
   return cjson.encode({outcome = 'refused', rule = 'VALIDITY_WINDOW_ENDED'})
 end

@@ -1,14 +1,20 @@
 -- A prescription's ledger, created once from its PrescriptionIssued event. A cancel or a
 -- replace that overtook the issue left a placeholder: it is filled in and keeps its status.
--- KEYS: ledger. ARGV[1]: {valid_until, lines = {{line, quantity, batch}}}; ARGV[2]: the signed prescription.
+-- A replacement's lines start with what its predecessors dispensed (`carried`) already taken;
+-- one whose predecessor is not settled yet opens 'awaiting' (nothing sells) until activated.
+-- KEYS: ledger. ARGV[1]: {valid_until, settled, lines = {{line, quantity, batch, carried}}};
+-- ARGV[2]: the signed prescription. Returns 1 when this call created it.
 local ledger = KEYS[1]
 local a = cjson.decode(ARGV[1])
 local content = ARGV[2]
 if redis.call('HEXISTS', ledger, 'content') == 1 then return 0 end
-local status = redis.call('HGET', ledger, 'status') or 'active'
-redis.call('HSET', ledger, 'content', content, 'status', status, 'valid_until', a.valid_until, 'lines', #a.lines)
+local status = redis.call('HGET', ledger, 'status') or (a.settled and 'active' or 'awaiting')
+if status == 'active' and not a.settled then status = 'awaiting' end
+redis.call('HSET', ledger, 'content', content, 'status', status, 'valid_until', a.valid_until, 'lines', #a.lines,
+           'settled', a.settled and '1' or '0')
 for _, l in ipairs(a.lines) do
-  redis.call('HSET', ledger, 'p:' .. l[1], l[2], 'r:' .. l[1], l[2], 'b:' .. l[1], l[3])
+  local carried = math.min(l[4], l[2])
+  redis.call('HSET', ledger, 'p:' .. l[1], l[2], 'r:' .. l[1], l[2] - carried, 'c:' .. l[1], carried, 'b:' .. l[1], l[3])
 end
 redis.call('HDEL', ledger, 'pending')
 return 1
