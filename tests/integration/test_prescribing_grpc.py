@@ -235,15 +235,16 @@ async def test_listing_needs_a_patient(prescribing):
     assert fields_of(err) == ["patient"]
 
 
-async def test_an_hiv_prescription_shows_the_patient_only_to_the_issuing_facility(prescribing):
+async def test_an_hiv_prescription_shows_the_patient_only_to_the_issuing_facility_and_the_insurer(prescribing):
     stub, tokens, _, _ = prescribing
     issued = await stub.IssuePrescription(issue_request(draft_for(
         random_citizen_id(), [f.line("J05AR27-TLD", quantity=30, per_day=1, days=30)],
         diagnoses=(("B20", "HIV disease"),))), metadata=auth(tokens, "prescriber-hospital-a"))
     request = pb.GetPrescriptionRequest(code=issued.prescription.code)
-    own = await stub.GetPrescription(request, metadata=auth(tokens, "prescriber-hospital-a"))
-    assert own.prescription.patient.identifier == issued.prescription.patient.identifier
-    for other in ("pharmacy-a", "prescriber-hospital-b", "insurer"):
+    for allowed in ("prescriber-hospital-a", "insurer"):   # the treating team; the fund, for claims
+        own = await stub.GetPrescription(request, metadata=auth(tokens, allowed))
+        assert own.prescription.patient.identifier == issued.prescription.patient.identifier, allowed
+    for other in ("pharmacy-a", "prescriber-hospital-b"):
         seen = await stub.GetPrescription(request, metadata=auth(tokens, other))
         patient = seen.prescription.patient
         assert not patient.HasField("identifier") and patient.name == "" and patient.address == ""
