@@ -278,7 +278,7 @@ async def test_replace_or_cancel_racing_dispenses_on_two_replicas_never_sells_pa
                 outcomes[reason] += 1
                 if reason not in ("NOT_FOUND", "PRESCRIPTION_AWAITING"):
                     return 0
-                await asyncio.sleep(0.05)   # the successor's ledger is not built or settled yet
+                await asyncio.sleep(POS_RETRY_BACKOFF_SECONDS)   # a POS asks again: the successor is settling
 
     async def sell_until_refused(stubs, code):
         sold, turn = 0, 0
