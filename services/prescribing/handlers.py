@@ -112,8 +112,10 @@ class Prescribing:
         if command.draft.type != old.prescription.type:
             raise DraftRejected([Violation("draft.type", "TYPE_CHANGE",
                                            "a replacement keeps the type of the prescription it replaces")])
+        supplied = (rules.days_supplied(old.prescription.lines, old.closed_dispensed or old.dispensed)
+                    if command.new_supply else {})
         findings = await self._judge(command.draft, command.override_reason, command.facility, now,
-                                     excluding=old_code)
+                                     excluding=old_code, supplied_days=supplied)
 
         async def attempt() -> tuple[Outcome, Issued]:
             issued = Issued(self._sign(command.draft, command.facility, now, replaces=old_code,
@@ -253,10 +255,10 @@ class Prescribing:
         return entries
 
     async def _judge(self, draft: Draft, override_reason: str, facility: str, now: datetime,
-                     excluding: str = "") -> list:
+                     excluding: str = "", supplied_days: dict[str, int] | None = None) -> list:
         today = local_day(now)
         violations = rules.validate_draft(draft, self.deps.ref, caller_facility=facility, today=today,
-                                          icd_valid=self.deps.icd_valid)
+                                          icd_valid=self.deps.icd_valid, supplied_days=supplied_days)
         if violations:
             raise DraftRejected(violations)
         active = [m for m in await self.deps.store.medications(draft.patient.identifier.key)

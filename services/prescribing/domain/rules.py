@@ -251,8 +251,11 @@ def check_batches(draft: Draft, lines: list[tuple[int, Line, Drug]], ref: Refere
 
 
 def validate_draft(draft: Draft, ref: ReferenceData, *, caller_facility: str, today: date,
-                   icd_valid: IcdCheck) -> list[Violation]:
-    """Every violation of the issue rules, empty when the draft may be issued."""
+                   icd_valid: IcdCheck, supplied_days: dict[str, int] | None = None) -> list[Violation]:
+    """Every violation of the issue rules, empty when the draft may be issued. `supplied_days`
+    (drug code -> days) is what a replaced code already supplied when the replacement is a new
+    supply: the days-of-supply limits count it."""
+    supplied_days = supplied_days or {}
     out = _Collector()
     facility = ref.facilities.get(caller_facility.lower())
     if facility is None:
@@ -272,9 +275,11 @@ def validate_draft(draft: Draft, ref: ReferenceData, *, caller_facility: str, to
         check_batches(draft, lines, ref, today, out)
         limit, case = max_days_for(draft, lines, ref, today)
         for i, line, _ in lines:
-            if line.days > limit:
+            before = supplied_days.get(line.drug_code, 0)
+            if line.days + before > limit:
+                already = f" with the {before} days the replaced prescription already supplied" if before else ""
                 out.add(f"draft.lines[{i}].days", "DAYS_OVER_LIMIT",
-                        f"{line.days} days exceeds the {limit}-day limit for {case}")
+                        f"{line.days} days{already} exceeds the {limit}-day limit for {case}")
     if draft.return_visit_days < 0:
         out.add("draft.return_visit_days", "RETURN_VISIT_DAYS", "must not be negative")
     return out.violations
@@ -288,6 +293,21 @@ def valid_until(draft: Draft, ref: ReferenceData, issued_on: date) -> date:
         if ends:
             return max(ends)
     return issued_on + timedelta(days=ref.window_days_on(issued_on) - 1)
+
+
+def days_supplied(lines: tuple[Line, ...], dispensed: dict[int, int]) -> dict[str, int]:
+    """Days of supply that `dispensed` (line -> quantity) gave, per drug, at each line's dose
+    (whole days, rounded up); lines without a usable dose count their prescribed days."""
+    out: dict[str, int] = {}
+    for line in lines:
+        sold = dispensed.get(line.line_number, 0)
+        if not sold:
+            continue
+        dose = parse_dose(line.dose)
+        per_day = dose * line.per_day if dose else 0
+        days = math.ceil(Decimal(sold) / per_day) if per_day else line.days
+        out[line.drug_code] = out.get(line.drug_code, 0) + int(days)
+    return out
 
 
 def daily_mg(line: Line, drug: Drug) -> dict[str, Decimal]:

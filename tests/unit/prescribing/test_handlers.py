@@ -14,7 +14,8 @@ from services.prescribing.domain.commands import (CancelPrescription, GetPrescri
                                                   ListPatientMedications, ReplacePrescription)
 from services.prescribing.domain.events import DispenseRecorded, PrescriptionCancelled, PrescriptionChanged, \
     PrescriptionIssued, PrescriptionReplaced
-from services.prescribing.domain.model import Diagnosis, InvalidState, NotPermitted, RequestConflict
+from services.prescribing.domain.model import (Diagnosis, DraftRejected, InvalidState, NotPermitted, RequestConflict,
+                                               RxType)
 from services.prescribing.handlers import Dependencies, Prescribing
 from tests.support.memory_prescribing import MemoryPrescriptionStore
 from tests.support.drafts import draft, line
@@ -113,3 +114,22 @@ async def test_a_code_already_taken_is_drawn_again_and_a_full_run_of_collisions_
     with pytest.raises(RuntimeError, match="no free prescription code"):
         await handlers.issue(issue(request_id="r3"))
     assert await store.prior("01001", "r3") is None and len(store.outbox) == 2
+
+
+async def test_a_new_supply_replacement_counts_the_old_code_s_sales_in_the_days_of_supply(world):
+    """DOMAIN 4: a replacement that is a new supply is not reduced by what the old code sold,
+    but the days-of-supply limits count those sales (acute narcotic: 7 days)."""
+    handlers, _, _ = world
+    acute = draft(line(1, "N02AA01-10T", 20, "1", 4, 5), rx_type=RxType.NARCOTIC,
+                  diagnoses=(("S82.2", "Fracture of shaft of tibia"),), acute=True)
+    code = (await handlers.issue(issue(acute))).prescription.code
+    await handlers.on_dispense(DispenseRecorded("e1", "d1", code, 1, ((1, 9),)))   # 9 tablets: 3 days at 4 a day
+    five_more = replace(acute, lines=(line(1, "N02AA01-10T", 20, "1", 4, 5),))
+    with pytest.raises(DraftRejected) as over:
+        await handlers.replace(ReplacePrescription("01001", "r2", code, five_more, "pain persists", "", "fp-2",
+                                                   new_supply=True))
+    assert [v.rule for v in over.value.violations] == ["DAYS_OVER_LIMIT"]
+    assert "3 days the replaced prescription already supplied" in over.value.violations[0].message
+    four_more = replace(acute, lines=(line(1, "N02AA01-10T", 16, "1", 4, 4),))
+    assert await handlers.replace(ReplacePrescription("01001", "r3", code, four_more, "pain persists", "", "fp-3",
+                                                      new_supply=True))
