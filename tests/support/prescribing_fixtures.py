@@ -2,7 +2,6 @@
 controls) with the relay and the projection worker running as real processes."""
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -46,11 +45,7 @@ def prescribing_settings() -> Settings:
     return settings
 
 
-def _die_with_the_tests() -> None:
-    """A test process outlives no test run: a killed run would leave workers that join the
-    next run's consumer groups (same ports) and take its partitions (Linux PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+GUARD = Path(__file__).with_name("die_with_parent.py")
 
 
 def start_process(args, env=None):
@@ -58,8 +53,8 @@ def start_process(args, env=None):
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "build" / "gen")])
     output = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, *args], env=full_env, cwd=ROOT, stdout=output,
-                            stderr=subprocess.STDOUT, preexec_fn=_die_with_the_tests)
+    proc = subprocess.Popen([sys.executable, str(GUARD), *args], env=full_env, cwd=ROOT, stdout=output,
+                            stderr=subprocess.STDOUT)
     proc.output_file = output
     return proc
 
