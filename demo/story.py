@@ -1,9 +1,12 @@
 """`make demo`: the platform's story told with real calls against the running system.
 
-A hospital issues three prescriptions (one draws a safety warning), two pharmacies sell
-one of them with a BHYT card, a third sale is refused, the claims are adjudicated and the
-agency's consumer shows them, a prescription is replaced and its old code refused, and a
-doctor-shopping alert fires. Every step prints what was sent and what came back."""
+A hospital issues prescriptions (one draws a safety warning); who the fund pays, in its three
+cases: the hospital's own dispensary sells with a BHYT card (a claim within the visit), a retail
+pharmacy sells with the card (cash: RETAIL_NOT_COVERED), and a retail pharmacy sells a line the
+hospital marked not available (BHXH reimburses the patient, capped at the facility's price); a
+sale past what remains is refused, the claims and the reimbursement are decided and the agency's
+consumer shows them, a prescription is replaced and its old code refused, and a doctor-shopping
+alert fires. Every step prints what was sent and what came back."""
 from __future__ import annotations
 
 import csv
@@ -136,9 +139,9 @@ class Story:
         except grpc.RpcError:
             return False
 
-    def sell(self, who, code, lines, card=None, expect_error=False):
+    def sell(self, who, code, lines, card=None, expect_error=False, invoice=""):
         request = pharmacy_pb2.DispensePrescriptionRequest(
-            idempotency_key=str(uuid.uuid4()), code=code,
+            idempotency_key=str(uuid.uuid4()), code=code, invoice_number=invoice,
             lines=[pharmacy_pb2.DispenseLine(line_number=n, drug_code=d, quantity=q, unit_price_vnd=p)
                    for n, d, q, p in lines])
         if card:
@@ -191,7 +194,8 @@ class Story:
             patient, card, [("N02AA01-10T", 20, "1", 4, 5)], rx_type=common_pb2.PRESCRIPTION_TYPE_NARCOTIC,
             diagnoses=(("S82.2", "Gãy thân xương chày"),), acute=True)).prescription
 
-        self.step("4. Pharmacy A looks the ordinary prescription up and sells part of it with the BHYT card")
+        self.step("4. Pharmacy A, Hospital A's own dispensary, looks the ordinary prescription up and sells part of\n"
+                  "   it with the BHYT card: the fund pays the facility, within the visit's claim")
         self.eventually("the prescription at the pharmacy", lambda: self.at_pharmacy(ordinary.code))
         self.call("LookupPrescription", self.pharmacy.LookupPrescription,
                   pharmacy_pb2.LookupPrescriptionRequest(code=ordinary.code), "pharmacy-a",
@@ -201,21 +205,40 @@ class Story:
                                                         (3, "C10AA07-10T", 30, 15_800)], card=card)
         self.say("  (718,800 dong of covered drugs: the fund pays 80%, the patient 20%)")
 
-        self.step("5. Pharmacy B sells the rest, in the same visit")
+        self.step("5. The dispensary sells the rest, in the same visit")
         self.adjudications([first.claim_id])   # the counter's quote counts the visit's adjudicated sales
-        second = self.sell("pharmacy-b", ordinary.code, [(2, "M01AE01-400T", 5, 1_800)], card=card)
+        second = self.sell("pharmacy-a", ordinary.code, [(2, "M01AE01-400T", 5, 1_800)], card=card)
         self.say("  (9,000 dong alone is under 15% of the base salary, but the threshold is judged on the whole\n"
                  "   visit, 727,800 dong: the fund pays 80% here too, as it would for one sale of both)")
 
         self.step("6. A third sale is refused: nothing remains, counted across every pharmacy")
-        third = self.sell("pharmacy-a", ordinary.code, [(2, "M01AE01-400T", 1, 1_800)], expect_error=True)
+        third = self.sell("pharmacy-b", ordinary.code, [(2, "M01AE01-400T", 1, 1_800)], expect_error=True)
 
-        self.step("7. The claims are adjudicated; the agency's consumer shows them")
+        self.step("7. Pharmacy B, a retail pharmacy, sells 30 days of the warfarin with the card: the fund pays\n"
+                  "   nothing there (RETAIL_NOT_COVERED); the sale is cash, with its e-invoice")
+        self.eventually("the chronic prescription at the pharmacy", lambda: self.at_pharmacy(chronic.code))
+        retail = self.sell("pharmacy-b", chronic.code, [(1, "B01AA03-5T", 30, 2_300)], card=card,
+                           invoice="HD-B-000101")
+
+        self.step("8. Hospital A cannot supply metformin (its tender failed): it marks the line not available;\n"
+                  "   Pharmacy B sells it, and BHXH reimburses the patient, capped at the facility's price")
+        unavailable = self.draft(patient, card, [("A10BA02-500T", 60, "1", 2, 30)],
+                                 diagnoses=(("E11.9", "Đái tháo đường típ 2"),))
+        unavailable.lines[0].not_available_at_facility = True
+        unavailable.lines[0].not_available_reason = "gói thầu thất bại; không có thuốc cùng hoạt chất; không thể chuyển tuyến"
+        metformin = self.issue("prescriber-hospital-a", unavailable).prescription
+        self.eventually("the metformin prescription at the pharmacy", lambda: self.at_pharmacy(metformin.code))
+        reimbursed = self.sell("pharmacy-b", metformin.code, [(1, "A10BA02-500T", 60, 1_500)], card=card,
+                               invoice="HD-B-000102")
+        self.say("  (paid 90,000 at the counter; reimbursable: 60 x 1,200 (the national price, the cap) x 80% = 57,600)")
+
+        self.step("9. The claims and the reimbursement are decided; the agency's consumer shows them")
         claims = self.adjudications([first.claim_id, second.claim_id])
-        for claim in claims.values():
+        decisions = self.adjudications([reimbursed.reimbursement_id])
+        for claim in [*claims.values(), *decisions.values()]:
             self.say("  agency | " + agency.describe(claim))
 
-        self.step("8. Hospital A replaces the narcotic prescription; the old code is refused at the pharmacy")
+        self.step("10. Hospital A replaces the narcotic prescription; the old code is refused at the pharmacy")
         self.eventually("the narcotic at the pharmacy", lambda: self.at_pharmacy(narcotic.code))
         replaced = self.call("ReplacePrescription", self.prescribing.ReplacePrescription,
                              prescribing_pb2.ReplacePrescriptionRequest(
@@ -236,7 +259,7 @@ class Story:
         refused_old = self.sell("pharmacy-a", narcotic.code, [(1, "N02AA01-10T", 4, 4_500)], expect_error=True)
         self.eventually("the replacement at the pharmacy", lambda: self.at_pharmacy(replaced.code))
 
-        self.step("9. Three prescribers give psychotropics to one patient within 30 days: a doctor-shopping alert")
+        self.step("11. Three prescribers give psychotropics to one patient within 30 days: a doctor-shopping alert")
         shopper = "0" + digits(11)
         for who, prescriber in (("prescriber-hospital-a", PRESCRIBER_1), ("prescriber-hospital-a", PRESCRIBER_2),
                                 ("prescriber-hospital-b", PRESCRIBER_B)):
@@ -248,6 +271,10 @@ class Story:
                                                                                         "prescriber_ids", "detail")})
         self.results = {"chronic": chronic.code, "ordinary": ordinary.code, "narcotic": narcotic.code,
                         "replacement": replaced.code, "claims": {k: v.outcome for k, v in claims.items()},
+                        "retail_sale": (retail.claim_id, retail.reimbursement_id, retail.fund_total_vnd,
+                                        retail.patient_total_vnd),
+                        "reimbursement": {k: (v.outcome, v.payee, v.fund_total_vnd, [l.reason_code for l in v.lines])
+                                          for k, v in decisions.items()},
                         "third_sale": third.code().name, "old_code": refused_old.code().name,
                         "alert": alert.alert_id, "sales": [first.dispense_id, second.dispense_id],
                         "patients": [patient, shopper], "cards": [card]}

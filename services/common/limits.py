@@ -31,6 +31,7 @@ TEXT = {
     "ReplacePrescriptionRequest.reason": 500,
     "CancelPrescriptionRequest.reason": 500,
     "ReverseDispenseRequest.reason": 500,
+    "PrescriptionLine.not_available_reason": 500,
 }
 COUNT = {
     "PrescriptionDraft.lines": 50,

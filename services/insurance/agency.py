@@ -15,6 +15,7 @@ import csv
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from eprescription.events.v1 import events_pb2
 from kafka import KafkaConsumer
@@ -33,12 +34,25 @@ OUTCOME = {v.number: v.name.removeprefix("CLAIM_OUTCOME_") for v in events_pb2.C
 LINE_OUTCOME = {v.number: v.name.removeprefix("LINE_OUTCOME_") for v in events_pb2.LineOutcome.DESCRIPTOR.values}
 
 
+# A reimbursement decision: what BHXH pays the patient back for a retail purchase (Decree 188/2025 art. 60).
+REIMBURSEMENT_COLUMNS = ("MA_YC", "STT", "MA_BN", "MA_THE", "MA_THUOC", "SO_LUONG", "DON_GIA", "TYLE_TT",
+                         "THANH_TIEN", "T_HOANTRA", "SO_HOADON", "MA_CSKCB", "NGAY_QD", "KET_QUA", "LY_DO")
+
+
+def reimbursement(claim: events_pb2.ClaimAdjudicated) -> bool:
+    return claim.payee == events_pb2.PAYEE_PATIENT
+
+
 def describe(claim: events_pb2.ClaimAdjudicated) -> str:
-    lines = "; ".join(f"{l.drug_code} x{l.quantity}: {LINE_OUTCOME[l.outcome]} {l.reason_code} fund {l.fund_vnd} "
+    kind = "reimbursement to the patient" if reimbursement(claim) else "claim"
+    paid = "reimbursed" if reimbursement(claim) else "fund"
+    lines = "; ".join(f"{l.drug_code} x{l.quantity}: {LINE_OUTCOME[l.outcome]} {l.reason_code} {paid} {l.fund_vnd} "
                       f"patient {l.patient_vnd}" for l in claim.lines)
-    return (f"claim {claim.claim_id} {OUTCOME[claim.outcome]} {claim.reason_code} member {claim.member_id} "
-            f"card {claim.card_code} dispensed {dates.from_proto(claim.dispensed_on)} fund {claim.fund_total_vnd} "
-            f"patient {claim.patient_total_vnd} | {lines}")
+    invoice = f" invoice {claim.invoice_number}" if claim.invoice_number else ""
+    revision = f" (revision {claim.revision}, adjusted by {claim.adjusted_by_claim_id})" if claim.revision else ""
+    return (f"{kind} {claim.claim_id} {OUTCOME[claim.outcome]} {claim.reason_code}{revision} member {claim.member_id} "
+            f"card {claim.card_code}{invoice} dispensed {dates.from_proto(claim.dispensed_on)} {paid} "
+            f"{claim.fund_total_vnd} patient {claim.patient_total_vnd} | {lines}")
 
 
 def follow(settings: CommonSettings, group: str, max_events: int | None, idle_exit: float | None) -> int:
@@ -88,6 +102,24 @@ def month_claims(settings: CommonSettings, month: str) -> list[events_pb2.ClaimA
     return [claim for _, claim in sorted(latest.values(), key=lambda item: item[1].claim_id)]
 
 
+def export_reimbursements(decisions: list[events_pb2.ClaimAdjudicated], out) -> int:
+    """The month's reimbursement decisions, one row per line, apart from the facilities' claims."""
+    writer = csv.writer(out)
+    writer.writerow(REIMBURSEMENT_COLUMNS)
+    rows = 0
+    for claim in decisions:
+        when = time_to_claims_xml(claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc))
+        reversed_ = claim.outcome == events_pb2.CLAIM_OUTCOME_REVERSED
+        for n, line in enumerate(claim.lines, start=1):
+            writer.writerow([claim.claim_id, n, claim.member_id, claim.card_code, line.drug_code, line.quantity,
+                             line.unit_price_vnd, line.payment_ratio, line.quantity * line.unit_price_vnd,
+                             0 if reversed_ else line.fund_vnd, claim.invoice_number, claim.pharmacy_code, when,
+                             OUTCOME[claim.outcome] if reversed_ else LINE_OUTCOME[line.outcome],
+                             claim.reason_code if reversed_ else line.reason_code])
+            rows += 1
+    return rows
+
+
 def export(claims: list[events_pb2.ClaimAdjudicated], out) -> int:
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
@@ -117,18 +149,31 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export")
     e.add_argument("--month", required=True, help="YYYY-MM, by dispense date")
     e.add_argument("--out", default="-")
+    e.add_argument("--reimbursements-out", default=None,
+                   help="the reimbursement decisions, apart (default: beside --out, '-reimbursements' added)")
     args = parser.parse_args(argv)
     settings = CommonSettings.from_env()
     if args.command == "follow":
         follow(settings, args.group, args.max, args.idle_exit)
         return 0
-    claims = month_claims(settings, args.month)
+    everything = month_claims(settings, args.month)
+    claims = [c for c in everything if not reimbursement(c)]
+    decisions = [c for c in everything if reimbursement(c)]
     if args.out == "-":
         rows = export(claims, sys.stdout)
     else:
         with open(args.out, "w", newline="", encoding="utf-8") as out:
             rows = export(claims, out)
-    print(f"exported {len(claims)} claims, {rows} lines", file=sys.stderr)
+    apart = args.reimbursements_out
+    if apart is None and args.out != "-":
+        path = Path(args.out)
+        apart = str(path.with_name(f"{path.stem}-reimbursements{path.suffix or '.csv'}"))
+    reimbursed = 0
+    if apart:
+        with open(apart, "w", newline="", encoding="utf-8") as out:
+            reimbursed = export_reimbursements(decisions, out)
+    print(f"exported {len(claims)} claims, {rows} lines; {len(decisions)} reimbursement decisions, "
+          f"{reimbursed} lines", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import structlog
 
-from services.insurance.domain import adjudication, alerts, coverage, identifiers, prescriptions
+from services.insurance.domain import adjudication, alerts, coverage, identifiers, payees, prescriptions
 from services.insurance.domain.adjudication import Adjudication, Adjustment, QuotedLine
 from services.insurance.domain.commands import CheckEligibility, GetClaim, QuoteCoverage
 from services.insurance.domain.events import (AttachedPrescription, ClaimAdjudicated, ClaimReversalRequested,
@@ -104,7 +104,7 @@ class Insurance:
         card = member.card_on(day)
         if card is None:
             raise NotEligible("CARD_NOT_VALID_ON_DATE", f"the member has no card valid on {day.isoformat()}")
-        facility, earlier, other_costs, visit_day = command.facility_code, (), 0, None
+        facility, earlier, other_costs, visit_day, facts = command.facility_code, (), 0, None, None
         if command.prescription is not None:
             facts = self._trusted(command.prescription)
             if facts is None:
@@ -113,13 +113,18 @@ class Insurance:
             if problem:
                 raise NotEligible(prescriptions.CARD_NOT_PATIENTS, problem)
             facility, other_costs, visit_day = facts.facility_code, facts.visit.other_costs_vnd, facts.visit.day or day
+        retail = bool(command.pharmacy_code) and not payees.claims_for_facility(
+            self.deps.rules.pharmacy(command.pharmacy_code), facility)
+        if facts is not None and not retail:
             visit = await self.deps.store.visit(member.member_id, facts.visit.key)
             if visit is not None:
                 visit = visit.with_costs(facts.visit.other_costs_vnd, facts.visit.stated_at.isoformat())
                 earlier, other_costs, visit_day = visit.sales, visit.other_costs_vnd, visit.day
         result = coverage.split(inputs, member, self.deps.rules, day, facility=facility,
                                 yearly_exempt=await self._yearly_exempt(member, day), earlier=earlier,
-                                other_costs_vnd=other_costs, visit_day=visit_day)
+                                other_costs_vnd=other_costs, visit_day=visit_day, small_visit_exemption=not retail)
+        if retail:
+            result = coverage.at_retail(result, facts.not_available if facts is not None else frozenset())
         quote_id = str(uuid.uuid4())
         await self.deps.store.save_quote(quote_id, member.member_id, [
             QuotedLine(li.line_number, li.drug_code, li.quantity, li.unit_price_vnd) for li, _ in inputs])
@@ -143,8 +148,12 @@ class Insurance:
         member, facts, quoted = await asyncio.gather(
             self.deps.store.member(claim.member_id), self._prescription(event),
             self.deps.store.quote(event.quote_id))
-        decision, adjustments, state = adjudication.adjudicate(claim, member, self.deps.rules, state, facts=facts,
-                                                               quoted=quoted)
+        if claim.payee == payees.PATIENT:
+            decision, state = adjudication.reimburse(claim, member, self.deps.rules, state, facts=facts, quoted=quoted)
+            adjustments = []
+        else:
+            decision, adjustments, state = adjudication.adjudicate(claim, member, self.deps.rules, state,
+                                                                   facts=facts, quoted=quoted)
         if decision is None:
             log.info("claim.resubmitted", claim=claim.claim_id)
             return [], state

@@ -62,7 +62,7 @@ class Pharmacy:
         quote = None
         if command.bhyt_card is not None:
             quote = await self.deps.insurance.quote(command.bhyt_card, local_day(checked.now), ledger.prescription,
-                                                    checked.quote_lines())
+                                                    checked.quote_lines(), command.pharmacy)
         plan = dispensing.plan_dispense(checked, quote, dispense_token=secrets.token_hex(8),
                                         claim_token=secrets.token_hex(16))
         result = dispensing.settle(plan, await store.dispense(plan))

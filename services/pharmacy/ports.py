@@ -57,7 +57,8 @@ class Insurance(Protocol):
     answer in time, Refused when the card is not eligible or not the patient's, InvalidRequest
     for a malformed card."""
 
-    async def quote(self, card: str, day: date, prescription: Prescription, lines: list[QuoteLine]) -> Quote: ...
+    async def quote(self, card: str, day: date, prescription: Prescription, lines: list[QuoteLine],
+                    pharmacy: str) -> Quote: ...
 
 
 class SignatureCheck(Protocol):

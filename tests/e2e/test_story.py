@@ -24,9 +24,17 @@ def test_the_story(system):
     assert results["old_code"] == "FAILED_PRECONDITION"
     assert set(results["claims"].values()) == {events_pb2.CLAIM_OUTCOME_APPROVED}
     assert results["alert"]
+    # The three cases of who the fund pays: the dispensary's claims above; a retail sale with a
+    # card is cash (no claim, no reimbursement); the flagged line is reimbursed to the patient,
+    # capped at the national price 1,200 (sold at 1,500): 60 x 1,200 x 80% = 57,600.
+    assert results["retail_sale"] == ("", "", 0, 69_000)
+    [(outcome, payee, reimbursed, reasons)] = results["reimbursement"].values()
+    assert (payee, reimbursed, reasons) == (events_pb2.PAYEE_PATIENT, 57_600, ["PRICE_ABOVE_REFERENCE"])
+    assert outcome == events_pb2.CLAIM_OUTCOME_PARTIAL
     text = "\n".join(lines)
     assert "warfarin" in text and "major" in text            # the safety warning
     assert "QUANTITY_EXCEEDS_REMAINING" in text and "PRESCRIPTION_REPLACED" in text
+    assert "RETAIL_NOT_COVERED" in text and "reimbursement to the patient" in text
 
 
 POS_RETRY_BACKOFF_SECONDS = 0.3  # how long a point-of-sale client waits before it retries

@@ -6,7 +6,7 @@ from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 
-from services.common.events import new_envelope
+from services.common.events import decode, new_envelope, payload_of
 from services.pharmacy.worker import ledger_projection
 from tests.support.insurance_fixtures import new_member
 from tests.support.pharmacy_fixtures import ISSUED_AT, issued_event, ready, sale, signed_prescription
@@ -231,3 +231,53 @@ async def test_reversal_by_the_same_pharmacy_within_24_hours_restores_once(pharm
     err = await refused(stub.ReverseDispense(pb.ReverseDispenseRequest(dispense_id=late.dispense_id, reason="x"),
                                              metadata=auth(tokens, "pharmacy-a")), grpc.StatusCode.FAILED_PRECONDITION)
     assert reason_of(err) == "REVERSAL_WINDOW_ENDED"
+
+
+async def outbox_events(handlers, code):
+    """The events the sales of `code` appended to the pharmacy's outbox, by payload kind."""
+    store = handlers.deps.store
+    found = []
+    for stream in store.layout.streams():
+        for _, fields in await store.redis.xrange(stream):
+            envelope = decode(fields[b"value"])
+            message = payload_of(envelope)
+            if getattr(message, "prescription_code", "") == code:
+                found.append((envelope.WhichOneof("payload"), message))
+    return found
+
+
+async def test_at_a_retail_pharmacy_the_fund_pays_only_a_flagged_line_and_the_patient_not_the_pharmacy(pharmacy,
+                                                                                                       store):
+    """Who the fund pays: a retail pharmacy (PH0002) sells for cash; a line the prescriber marked
+    not available at the facility is reimbursed to the patient, capped at the facility's price."""
+    stub, tokens, _, handlers = pharmacy
+    member = new_member(4)
+    await store.upsert_member(member)
+    rx = await ready(handlers, ("A10BA02-500T", 60), ("N02BE01-500T", 20), patient=member.citizen_id,
+                     not_available=(1,))
+    both = sale(rx.code, (1, "A10BA02-500T", 60, 1_500, False), (2, "N02BE01-500T", 20, 1_050, False),
+                card=member.cards[0].card_code)
+    err = await refused(stub.DispensePrescription(both, metadata=auth(tokens, "pharmacy-b")),
+                        grpc.StatusCode.INVALID_ARGUMENT)
+    assert reason_of(err) == "INVOICE_REQUIRED" and fields_of(err) == ["invoice_number"]
+    both.invoice_number = "HD-0001"
+    reply = await stub.DispensePrescription(both, metadata=auth(tokens, "pharmacy-b"))
+    # metformin capped at its national price 1,200: 60 x 1,200 x 80% = 57,600 reimbursable; the
+    # patient pays both lines in full at the counter; paracetamol is RETAIL_NOT_COVERED
+    assert (reply.claim_id, reply.fund_total_vnd, reply.patient_total_vnd) == ("", 0, 90_000 + 21_000)
+    assert [l.reimbursable_vnd for l in reply.lines] == [57_600, 0] and reply.reimbursable_total_vnd == 57_600
+    assert reply.reimbursement_id.startswith("r-")
+    events = await outbox_events(handlers, rx.code)
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["medication_dispensed", "reimbursement_requested"], kinds
+    dispensed, requested = events[0][1], events[1][1]
+    assert dispensed.payer == events_pb2.PAYER_SELF and dispensed.invoice_number == "HD-0001"
+    assert dispensed.reimbursement_id == reply.reimbursement_id and not dispensed.claim_id
+    assert [(l.line_number, l.fund_vnd) for l in requested.lines] == [(1, 57_600)]
+    assert (requested.invoice_number, requested.member_id) == ("HD-0001", member.member_id)
+
+    plain = await ready(handlers, ("N02BE01-500T", 20), patient=member.citizen_id)
+    cash = await stub.DispensePrescription(sale(plain.code, (1, "N02BE01-500T", 20, 1_050, False),
+                                                card=member.cards[0].card_code), metadata=auth(tokens, "pharmacy-b"))
+    assert (cash.claim_id, cash.reimbursement_id, cash.fund_total_vnd, cash.patient_total_vnd) == ("", "", 0, 21_000)
+    assert [kind for kind, _ in await outbox_events(handlers, plain.code)] == ["medication_dispensed"]

@@ -34,7 +34,7 @@ ISSUED_AT = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
 
 def signed_prescription(lines, *, rx_type=common_pb2.PRESCRIPTION_TYPE_ORDINARY, diagnoses=("J02.9",),
                         valid_until=date(2026, 12, 4), batches=(), key_id="pk-01001-001", card="",
-                        patient="", replaces="") -> common_pb2.Prescription:
+                        patient="", replaces="", not_available=()) -> common_pb2.Prescription:
     code = f"01001{uuid.uuid4().hex[:7]}-{'cnhy'[rx_type - 1]}"
     rx = common_pb2.Prescription(code=code, type=rx_type, facility_code="01001",
                                  valid_until=dates.to_proto(valid_until), replaces_code=replaces)
@@ -45,7 +45,9 @@ def signed_prescription(lines, *, rx_type=common_pb2.PRESCRIPTION_TYPE_ORDINARY,
     rx.prescriber.certificate_number = "001234/HNO-CCHN"
     for n, spec in enumerate(lines, start=1):
         drug, qty = spec[0], spec[1]
-        rx.lines.add(line_number=n, drug_code=drug, quantity=qty, days=5, batch_number=spec[2] if len(spec) > 2 else 0)
+        rx.lines.add(line_number=n, drug_code=drug, quantity=qty, days=5, batch_number=spec[2] if len(spec) > 2 else 0,
+                     not_available_at_facility=n in not_available,
+                     not_available_reason="tender failed; no substitute" if n in not_available else "")
     for number, start, end in batches:
         rx.batches.add(number=number, start=dates.to_proto(start), end=dates.to_proto(end))
     rx.issued_at.FromDatetime(ISSUED_AT)

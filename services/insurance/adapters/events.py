@@ -12,7 +12,7 @@ from services.common.events import KafkaRecord, new_envelope, payload_of, to_rec
 from services.common.logging import correlation_id
 from services.common.topics import ALERTS, CLAIMS_ADJUDICATED
 from services.kernel.calendar import local_day
-from services.insurance.domain import adjudication
+from services.insurance.domain import adjudication, payees
 from services.insurance.domain.adjudication import Adjudication, Claim, ClaimLine, LineDecision
 from services.insurance.domain.prescriptions import Patient, PrescriptionFacts, Visit, visit_key
 from services.insurance.domain.events import (AttachedPrescription, ClaimAdjudicated, ClaimReversalRequested,
@@ -26,6 +26,8 @@ OUTCOMES = {
     adjudication.CLAIM_REJECTED: events_pb2.CLAIM_OUTCOME_REJECTED,
     adjudication.CLAIM_REVERSED: events_pb2.CLAIM_OUTCOME_REVERSED,
 }
+PAYEES = {payees.FACILITY: events_pb2.PAYEE_FACILITY, payees.PATIENT: events_pb2.PAYEE_PATIENT,
+          payees.NONE: events_pb2.PAYEE_NONE}
 LINE_OUTCOMES = {adjudication.APPROVED: events_pb2.LINE_OUTCOME_APPROVED,
                  adjudication.REDUCED: events_pb2.LINE_OUTCOME_REDUCED,
                  adjudication.REJECTED: events_pb2.LINE_OUTCOME_REJECTED}
@@ -40,7 +42,8 @@ def facts_of(rx: common_pb2.Prescription) -> PrescriptionFacts:
                   local_day(issued_at) if rx.HasField("issued_at") else None, issued_at)
     return PrescriptionFacts(rx.code, rx.facility_code.lower(), Patient(citizen_id.strip(),
                                                                      rx.patient.bhyt_card.strip().upper()),
-                             tuple((l.line_number, l.drug_code, l.quantity) for l in rx.lines), visit)
+                             tuple((l.line_number, l.drug_code, l.quantity) for l in rx.lines), visit,
+                             frozenset(l.line_number for l in rx.lines if l.not_available_at_facility))
 
 
 def attached_of(rx: common_pb2.Prescription) -> AttachedPrescription:
@@ -53,17 +56,20 @@ def decode_claim_event(envelope: events_pb2.EventEnvelope) -> ClaimSubmitted | C
     payload = payload_of(envelope) if kind else None
     if kind == "claim_reversal_requested":
         return ClaimReversalRequested(envelope.event_id, payload.claim_id, payload.member_id, payload.reason)
-    if kind != "claim_submitted":
+    if kind not in ("claim_submitted", "reimbursement_requested"):
         raise ValueError(f"{envelope.event_type} does not belong on the claims topic")
+    claim_id = payload.claim_id if kind == "claim_submitted" else payload.reimbursement_id
     day = dates.from_proto(payload.dispensed_on)
     if day is None:
-        raise ValueError(f"claim {payload.claim_id} has no valid dispense date")
-    if not payload.claim_id or not payload.member_id:
+        raise ValueError(f"claim {claim_id} has no valid dispense date")
+    if not claim_id or not payload.member_id:
         raise ValueError("a claim needs a claim id and a member id")
-    claim = Claim(payload.claim_id, payload.dispense_id, payload.member_id, payload.card_code,
+    claim = Claim(claim_id, payload.dispense_id, payload.member_id, payload.card_code,
                   payload.prescription_code, day,
                   tuple(ClaimLine(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd, l.fund_vnd)
-                        for l in payload.lines), payload.pharmacy_code)
+                        for l in payload.lines), payload.pharmacy_code,
+                  payees.FACILITY if kind == "claim_submitted" else payees.PATIENT,
+                  "" if kind == "claim_submitted" else payload.invoice_number)
     attached = attached_of(payload.prescription) if payload.HasField("prescription") else None
     return ClaimSubmitted(envelope.event_id, claim, payload.quote_id, attached)
 
@@ -94,7 +100,7 @@ def adjudicated_message(a: Adjudication) -> events_pb2.ClaimAdjudicated:
         patient_total_vnd=a.patient_total_vnd, benefit_percent=a.benefit_percent, pharmacy_code=a.pharmacy_code,
         prescription_code=a.prescription_code, copay_exempt=a.copay_exempt, lines=[_line(d) for d in a.lines],
         revision=a.revision, adjusted_by_claim_id=a.adjusted_by, visit_key=a.visit_key,
-        visit_cost_vnd=a.visit_cost_vnd)
+        visit_cost_vnd=a.visit_cost_vnd, payee=PAYEES[a.payee], invoice_number=a.invoice_number)
     if a.dispensed_on is not None:
         message.dispensed_on.CopyFrom(dates.to_proto(a.dispensed_on))
     message.adjudicated_at.FromDatetime(a.adjudicated_at)

@@ -9,7 +9,7 @@ from services.common import dates
 from services.common.auth import Role
 from services.common.grpc_errors import FieldViolation, RpcFailure, abort
 from services.common.grpc_server import ServiceBinding
-from services.insurance.adapters.events import OUTCOMES, adjudicated_message, attached_of
+from services.insurance.adapters.events import OUTCOMES, PAYEES, adjudicated_message, attached_of
 from services.insurance.domain.adjudication import Adjudication
 from services.insurance.domain.commands import CheckEligibility, GetClaim, QuoteCoverage, QuoteLine
 from services.insurance.domain.model import (Eligibility, InsuranceError, InvalidIdentifier, NotEligible, UnknownDrug,
@@ -65,11 +65,11 @@ def quote_response(result: CoverageQuote) -> insurance_pb2.QuoteCoverageResponse
         quote_id=result.quote_id, member_id=result.member_id, card_code=result.card_code,
         insured_total_vnd=split.insured_total, fund_total_vnd=split.fund_total, patient_total_vnd=split.patient_total,
         rounding_rule=result.rounding_rule, visit_cost_vnd=split.visit_cost_vnd, copay_exempt=split.exempt,
-        exempt_reason=split.exempt_reason,
+        exempt_reason=split.exempt_reason, payee=PAYEES[split.payee], reimbursable_total_vnd=split.reimbursable_total,
         lines=[insurance_pb2.QuotedLine(
             line_number=a.line_number, drug_code=a.drug_code, covered=a.covered, payment_ratio=a.payment_ratio,
             insured_vnd=a.insured_vnd, fund_vnd=a.fund_vnd, patient_vnd=a.patient_vnd, reason_code=a.reason_code,
-            reference_price_vnd=a.reference_price_vnd, price_basis=a.price_basis)
+            reference_price_vnd=a.reference_price_vnd, price_basis=a.price_basis, reimbursable_vnd=a.reimbursable_vnd)
             for a in split.lines])
 
 
@@ -98,7 +98,8 @@ class InsuranceServicer(insurance_pb2_grpc.InsuranceServiceServicer):
         async def call():
             command = QuoteCoverage(request.card_identifier, _day(request), request.facility_code, tuple(
                 QuoteLine(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd) for l in request.lines),
-                attached_of(request.prescription) if request.HasField("prescription") else None)
+                attached_of(request.prescription) if request.HasField("prescription") else None,
+                request.pharmacy_code)
             return quote_response(await self._h.quote(command))
         return await self._run(context, call)
 

@@ -60,7 +60,7 @@ def facts_json(f: PrescriptionFacts) -> str:
     return json.dumps({"code": f.code, "facility_code": f.facility_code, "citizen_id": f.patient.citizen_id,
                        "card": f.patient.card, "lines": [list(line) for line in f.lines],
                        "visit": [v.key, v.other_costs_vnd, v.day.isoformat() if v.day else None,
-                                 v.stated_at.isoformat()]})
+                                 v.stated_at.isoformat()], "not_available": sorted(f.not_available)})
 
 
 def facts_of(raw) -> PrescriptionFacts:
@@ -69,7 +69,7 @@ def facts_of(raw) -> PrescriptionFacts:
     return PrescriptionFacts(d["code"], d["facility_code"], Patient(d["citizen_id"], d["card"]),
                              tuple(tuple(line) for line in d["lines"]),
                              Visit(key, costs, date.fromisoformat(day) if day else None,
-                                   datetime.fromisoformat(stated_at)))
+                                   datetime.fromisoformat(stated_at)), frozenset(d.get("not_available", ())))
 
 
 def _year_json(y: YearState) -> str:

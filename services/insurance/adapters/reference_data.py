@@ -7,7 +7,7 @@ from pathlib import Path
 
 from services.common.formulary import load_formulary
 from services.common.reference_files import ReferenceDataError, load_manifest, read_rows
-from services.insurance.domain import prices
+from services.insurance.domain import payees, prices
 from services.insurance.domain.model import BenefitLevel, Coverage, ExemptionRule, Rules
 
 LEVELS = ("primary", "basic", "specialised")
@@ -60,7 +60,23 @@ def load(directory: Path) -> Rules:
             raise ReferenceDataError(str(folder / name), None, None, "has no rows")
     return Rules(version=manifest.version, drugs=drugs, base_salary=tuple(sorted(salaries)),
                  benefit_levels=tuple(sorted(levels.items())), exemption=tuple(sorted(exemption)),
-                 coverage_changes={k: tuple(sorted(v)) for k, v in changes.items()}, prices=price_list)
+                 coverage_changes={k: tuple(sorted(v)) for k, v in changes.items()}, prices=price_list,
+                 pharmacies=load_pharmacies(directory, price_list))
+
+
+def load_pharmacies(directory: Path, price_list: prices.PriceList) -> dict[str, payees.Pharmacy]:
+    out = {}
+    for row in read_rows(directory / "pharmacies.csv", ("code", "name", "kind", "facility_code", "province")):
+        code, kind = row.text("code").upper(), row.choice("kind", (payees.DISPENSARY, payees.RETAIL))
+        facility = row.text("facility_code", required=kind == payees.DISPENSARY).lower()
+        if kind == payees.DISPENSARY and facility not in price_list.facilities:
+            raise row.fail("facility_code", f"{facility!r} is not in facilities.csv")
+        if kind == payees.RETAIL and facility:
+            raise row.fail("facility_code", "a retail pharmacy belongs to no facility")
+        if code in out:
+            raise row.fail("code", f"{code} repeats")
+        out[code] = payees.Pharmacy(code, kind, facility)
+    return out
 
 
 def load_prices(directory: Path, drugs: dict) -> prices.PriceList:

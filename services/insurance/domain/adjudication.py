@@ -13,6 +13,7 @@ from services.kernel.drugs import Drug
 from services.insurance.domain.coverage import (LineAmounts, LineInput, LineTotals, sale_of, split_visit,
                                                 yearly_threshold)
 from services.insurance.domain.model import Member, Rules
+from services.insurance.domain.payees import FACILITY, RETAIL_NOT_COVERED, claims_for_facility
 from services.insurance.domain.prescriptions import PrescriptionFacts, patient_problem
 from services.insurance.domain.state import ClaimMark, MemberState, VisitState
 
@@ -39,6 +40,8 @@ class Claim:
     dispensed_on: date
     lines: tuple[ClaimLine, ...]
     pharmacy_code: str = ""
+    payee: str = FACILITY             # facility: a dispensary's claim; patient: a reimbursement request
+    invoice_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def _rejected_all(claim: Claim, reason: str) -> Decision:
                      patient_vnd=l.quantity * l.unit_price_vnd) for l in claim.lines))
 
 
-def _card_problem(claim: Claim, member: Member | None, facts: PrescriptionFacts | None) -> str:
+def _card_problem(claim: Claim, member: Member | None, facts: PrescriptionFacts | None, rules: Rules) -> str:
     if member is None:
         return "UNKNOWN_MEMBER"
     card = member.card_on(claim.dispensed_on)
@@ -101,6 +104,9 @@ def _card_problem(claim: Claim, member: Member | None, facts: PrescriptionFacts 
         return "CARD_MISMATCH"
     if facts is not None and patient_problem(member, facts.patient):
         return "PATIENT_NOT_MEMBER"
+    if (claim.payee == FACILITY and facts is not None
+            and not claims_for_facility(rules.pharmacy(claim.pharmacy_code), facts.facility_code)):
+        return RETAIL_NOT_COVERED     # the fund pays facilities, never a retail pharmacy
     return ""
 
 
@@ -190,7 +196,7 @@ def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: MemberS
         return None, [], state
     if claim.dispense_id in state.dispenses:
         return _rejected_all(claim, "DUPLICATE_CLAIM"), [], state  # another claim for a dispense already claimed
-    problem = _card_problem(claim, member, facts)
+    problem = _card_problem(claim, member, facts, rules)
     if problem:
         decision = _rejected_all(claim, problem)
         return decision, [], _record(state, claim, decision)
@@ -232,6 +238,54 @@ def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: MemberS
     state = _accumulate(_record(state, claim, decision), claim.claim_id, claim.dispensed_on, decision.copay_total,
                         member, rules)
     return decision, adjustments, _apply_adjustments(state, adjustments, member, rules)
+
+
+def reimburse(claim: Claim, member: Member | None, rules: Rules, state: MemberState, *,
+              facts: PrescriptionFacts | None, quoted: dict[int, QuotedLine] | None
+              ) -> tuple[Decision | None, MemberState]:
+    """A retail sale's request to reimburse the patient for lines the prescriber marked not
+    available at the facility: the card, the patient, each line against the signed
+    prescription and its flag, the amount capped at the facility's price with the drug's ratio
+    and the member's benefit level (no small-visit exemption: the visit is the facility's).
+    None when this request was decided before."""
+    if claim.claim_id in state.claims:
+        return None, state
+    if claim.dispense_id in state.dispenses:
+        return _rejected_all(claim, "DUPLICATE_CLAIM"), state
+    problem = _card_problem(claim, member, facts, rules)
+    if problem:
+        decision = _rejected_all(claim, problem)
+        return decision, _record(state, claim, decision)
+    prescribed = prescribed_lines(facts, rules.drugs) if facts is not None else None
+    seen: set[int] = set()
+    verdicts: dict[int, str] = {}
+    for index, line in enumerate(claim.lines):
+        verdicts[index] = _line_problem(line, rules.drugs, prescribed, quoted, seen)
+        if not verdicts[index] and line.line_number not in facts.not_available:
+            verdicts[index] = "NOT_MARKED_NOT_AVAILABLE"
+        seen.add(line.line_number)
+    eligible = [(i, l) for i, l in enumerate(claim.lines) if not verdicts[i]]
+    amounts: dict[int, LineAmounts] = {}
+    benefit = exempt = 0
+    if eligible:
+        day = claim.dispensed_on
+        sale = sale_of(claim.claim_id, [(LineInput(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd),
+                                         rules.drugs[l.drug_code]) for _, l in eligible],
+                       member, rules, day, facility=facts.facility_code, yearly_exempt=state.exempt_on(day))
+        _, _, shared = split_visit([sale], other_costs_vnd=0, rules=rules, visit_day=day, small_visit_exemption=False)
+        amounts = {i: a for (i, _), a in zip(eligible, shared[claim.claim_id])}
+        exempt = bool(sale.exempt_reason)
+        benefit = 100 if exempt else sale.benefit_percent
+    decided = [LineDecision(line.line_number, line.drug_code, REJECTED, verdicts[index], line.quantity,
+                            line.unit_price_vnd, patient_vnd=line.quantity * line.unit_price_vnd)
+               if verdicts[index] else _decide(line, amounts[index]) for index, line in enumerate(claim.lines)]
+    outcomes = {d.outcome for d in decided}
+    overall = CLAIM_APPROVED if outcomes == {APPROVED} else CLAIM_REJECTED if outcomes == {REJECTED} else CLAIM_PARTIAL
+    decision = Decision(claim.claim_id, overall, "" if overall != CLAIM_REJECTED else decided[0].reason,
+                        tuple(decided), benefit, bool(exempt))
+    state = _accumulate(_record(state, claim, decision), claim.claim_id, claim.dispensed_on, decision.copay_total,
+                        member, rules)
+    return decision, state
 
 
 def _record(state: MemberState, claim: Claim, decision: Decision) -> MemberState:
@@ -311,13 +365,16 @@ class Adjudication:
     adjusted_by: str = ""              # the claim whose arrival or reversal caused this revision
     visit_key: str = ""
     visit_cost_vnd: int = 0
+    payee: str = FACILITY              # patient: the decision on a reimbursement request
+    invoice_number: str = ""
 
 
 def adjudication_of(claim: Claim, decision: Decision, now: datetime) -> Adjudication:
     return Adjudication(claim.claim_id, claim.member_id, decision.outcome, now, claim.dispense_id, claim.card_code,
                         decision.reason, decision.fund_total, decision.patient_total, decision.benefit_percent,
                         claim.pharmacy_code, claim.prescription_code, decision.copay_exempt, claim.dispensed_on,
-                        decision.lines, visit_key=decision.visit_key, visit_cost_vnd=decision.visit_cost_vnd)
+                        decision.lines, visit_key=decision.visit_key, visit_cost_vnd=decision.visit_cost_vnd,
+                        payee=claim.payee, invoice_number=claim.invoice_number)
 
 
 def adjusted(previous: Adjudication, adjustment: Adjustment, by_claim: str, now: datetime) -> Adjudication:

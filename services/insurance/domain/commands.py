@@ -28,6 +28,7 @@ class QuoteCoverage:
     facility_code: str
     lines: tuple[QuoteLine, ...]
     prescription: AttachedPrescription | None = None   # the signed prescription the sale is made against
+    pharmacy_code: str = ""           # where the sale happens (who the fund pays depends on it)
 
 
 @dataclass(frozen=True)

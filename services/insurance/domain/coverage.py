@@ -7,11 +7,12 @@ share of it (x benefit % / 100). The patient pays the rest of the line's price, 
 patient = price exactly."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from services.kernel.drugs import Drug
 from services.insurance.domain.model import BenefitLevel, Member, Rules
+from services.insurance.domain.payees import NONE, PATIENT, REIMBURSABLE_TO_PATIENT, RETAIL_NOT_COVERED
 
 ROUNDING_RULE = ("whole dong per line, half up: insured = qty x min(price, reference price) x ratio / 100, then "
                  "fund = insured x benefit% / 100; patient = qty x price - fund")
@@ -43,6 +44,7 @@ class LineAmounts:
     reason_code: str
     reference_price_vnd: int = 0   # the most the fund pays a unit (0: no price in the chain)
     price_basis: str = ""          # which step of the chain gave it
+    reimbursable_vnd: int = 0      # paid to the patient later, not at the counter (a retail sale)
 
 
 class LineTotals:
@@ -74,6 +76,11 @@ class Split(LineTotals):
     exempt: bool
     exempt_reason: str
     visit_cost_vnd: int = 0        # every in-scope cost of the visit the exemption was judged on
+    payee: str = "facility"        # who the fund pays: facility | patient | none (payees.py)
+
+    @property
+    def reimbursable_total(self) -> int:
+        return sum(line.reimbursable_vnd for line in self.lines)
 
 
 @dataclass(frozen=True)
@@ -154,8 +161,8 @@ def _cumulative(sales: list[Sale]) -> tuple[dict, dict]:
     return running, spans
 
 
-def split_visit(sales: list[Sale], *, other_costs_vnd: int, rules: Rules, visit_day: date
-                ) -> tuple[bool, int, dict[str, tuple[LineAmounts, ...]]]:
+def split_visit(sales: list[Sale], *, other_costs_vnd: int, rules: Rules, visit_day: date,
+                small_visit_exemption: bool = True) -> tuple[bool, int, dict[str, tuple[LineAmounts, ...]]]:
     """Shares out one visit's costs over its sales, in order: (exempt because the visit is
     under the threshold, the visit's in-scope cost, each sale's lines).
 
@@ -169,7 +176,7 @@ def split_visit(sales: list[Sale], *, other_costs_vnd: int, rules: Rules, visit_
     drugs_cost = sum(sample[g].insured(q) for g, q in groups.items())
     visit_cost = other_costs_vnd + drugs_cost
     exemption = rules.exemption_on(visit_day)
-    under = 100 * visit_cost < exemption.small_visit_percent * rules.base_salary_on(visit_day)
+    under = small_visit_exemption and 100 * visit_cost < exemption.small_visit_percent * rules.base_salary_on(visit_day)
     shared: dict[str, tuple[LineAmounts, ...]] = {}
     for sale in sales:
         exempt = under or bool(sale.exempt_reason)
@@ -210,16 +217,32 @@ def sale_of(sale_id: str, lines: list[tuple[LineInput, Drug]], member: Member, r
 
 def split(lines: list[tuple[LineInput, Drug]], member: Member, rules: Rules, day: date, *, facility: str = "",
           yearly_exempt: bool = False, earlier: tuple[Sale, ...] = (), other_costs_vnd: int = 0,
-          visit_day: date | None = None) -> Split:
+          visit_day: date | None = None, small_visit_exemption: bool = True) -> Split:
     """The fund's and the patient's share of each line of a sale for this member on this day,
     after the `earlier` sales of the same visit. `yearly_exempt` says the member's
     co-payments this year already crossed the threshold."""
     sale = sale_of("", lines, member, rules, day, facility=facility, yearly_exempt=yearly_exempt)
     under, cost, shared = split_visit([*earlier, sale], other_costs_vnd=other_costs_vnd, rules=rules,
-                                      visit_day=visit_day or day)
+                                      visit_day=visit_day or day, small_visit_exemption=small_visit_exemption)
     why = sale.exempt_reason or ("VISIT_UNDER_15_PERCENT_BASE_SALARY" if under else "")
     return Split(shared[""], 100 if why else sale.benefit_percent, bool(why), why, cost)
 
 
 def yearly_threshold(rules: Rules, day: date) -> int:
     return rules.exemption_on(day).copay_threshold_months * rules.base_salary_on(day)
+
+
+def at_retail(split: Split, flagged: frozenset[int]) -> Split:
+    """A sale outside the prescribing facility's dispensary: the patient pays every line at
+    the counter; a line marked not available at the facility keeps its computed share as what
+    BHXH reimburses the patient; the others are RETAIL_NOT_COVERED."""
+    lines = []
+    for a in split.lines:
+        if a.line_number in flagged and a.insured_vnd > 0:
+            lines.append(replace(a, fund_vnd=0, copay_vnd=0, patient_vnd=a.price_vnd, reimbursable_vnd=a.fund_vnd,
+                                 reason_code=REIMBURSABLE_TO_PATIENT))
+        else:
+            lines.append(replace(a, covered=False, insured_vnd=0, fund_vnd=0, copay_vnd=0, patient_vnd=a.price_vnd,
+                                 reimbursable_vnd=0, reason_code=RETAIL_NOT_COVERED))
+    payee = PATIENT if any(line.reimbursable_vnd for line in lines) else NONE
+    return replace(split, lines=tuple(lines), payee=payee)

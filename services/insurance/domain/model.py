@@ -1,9 +1,10 @@
 """The insurance domain's values: members, cards, dated rules. Pure, no I/O."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
+from services.insurance.domain.payees import Pharmacy
 from services.insurance.domain.prices import PriceList
 from services.kernel.dated import in_force
 from services.kernel.drugs import Drug
@@ -87,6 +88,10 @@ class Rules:
     exemption: tuple[tuple[date, ExemptionRule], ...]
     coverage_changes: dict[str, tuple[tuple[date, Coverage], ...]]
     prices: PriceList = PriceList()
+    pharmacies: dict[str, Pharmacy] = field(default_factory=dict)
+
+    def pharmacy(self, code: str) -> Pharmacy | None:
+        return self.pharmacies.get(code.strip().upper())
 
     def base_salary_on(self, day: date) -> int:
         return in_force(self.base_salary, day)

@@ -32,6 +32,7 @@ class PrescriptionFacts:
     patient: Patient
     lines: tuple[tuple[int, str, int], ...]    # (line number, drug code, quantity)
     visit: Visit
+    not_available: frozenset[int] = frozenset()  # lines the prescriber marked not available at the facility
 
 
 def visit_key(facility_code: str, encounter_id: str, code: str) -> str:

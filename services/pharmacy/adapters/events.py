@@ -55,10 +55,13 @@ def wire_form(event: events.Event):
     match event:
         case events.MedicationDispensed():
             rx = common_pb2.Prescription.FromString(event.prescription.document)
+            bhyt = bool(event.claim_id) and event.payer_bhyt
             return DISPENSES, event.prescription.code, events_pb2.MedicationDispensed(
                 dispense_id=event.dispense_id, prescription_code=event.prescription.code,
-                pharmacy_code=event.pharmacy, payer=events_pb2.PAYER_BHYT if event.claim_id else events_pb2.PAYER_SELF,
-                claim_id=event.claim_id, patient=rx.patient.identifier, lines=_lines(event.lines, event.pharmacy))
+                pharmacy_code=event.pharmacy, payer=events_pb2.PAYER_BHYT if bhyt else events_pb2.PAYER_SELF,
+                claim_id=event.claim_id if bhyt else "", patient=rx.patient.identifier,
+                lines=_lines(event.lines, event.pharmacy), invoice_number=event.invoice_number,
+                reimbursement_id="" if bhyt else event.claim_id)
         case events.ClaimSubmitted():
             rx = common_pb2.Prescription.FromString(event.prescription.document)
             amounts = event.quote.lines
@@ -74,6 +77,22 @@ def wire_form(event: events.Event):
                                             insured_vnd=amounts[l.line_number].insured_vnd,
                                             fund_vnd=amounts[l.line_number].fund_vnd,
                                             patient_vnd=amounts[l.line_number].patient_vnd)
+                       for l in event.lines])
+        case events.ReimbursementRequested():
+            rx = common_pb2.Prescription.FromString(event.prescription.document)
+            amounts = event.quote.lines
+            return CLAIMS, event.quote.member_id, events_pb2.ReimbursementRequested(
+                reimbursement_id=event.reimbursement_id, dispense_id=event.dispense_id, quote_id=event.quote.quote_id,
+                member_id=event.quote.member_id, card_code=event.quote.card_code,
+                facility_code=event.prescription.facility_code, pharmacy_code=event.pharmacy,
+                prescription_code=event.prescription.code, dispensed_on=dates.to_proto(event.dispensed_on),
+                invoice_number=event.invoice_number, prescription=rx,
+                lines=[events_pb2.ClaimLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
+                                            unit_price_vnd=l.unit_price_vnd,
+                                            payment_ratio=amounts[l.line_number].payment_ratio,
+                                            insured_vnd=amounts[l.line_number].insured_vnd,
+                                            fund_vnd=amounts[l.line_number].reimbursable_vnd,
+                                            patient_vnd=l.quantity * l.unit_price_vnd)
                        for l in event.lines])
         case events.DispenseReversed():
             record = event.record

@@ -63,6 +63,7 @@ def dispense_command(request: pharmacy_pb2.DispensePrescriptionRequest, pharmacy
     return DispenseMedication(
         code=request.code.strip().lower(), pharmacy=pharmacy, idempotency_key=request.idempotency_key,
         bhyt_card=request.bhyt_card if payment == "bhyt_card" else None, may_substitute=may_substitute,
+        invoice_number=request.invoice_number.strip(),
         lines=tuple(SoldLine(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd, l.substitution)
                     for l in request.lines))
 
@@ -94,8 +95,10 @@ def dispense_response(result: DispenseResult) -> pharmacy_pb2.DispensePrescripti
         fund_total_vnd=receipt.fund_total_vnd, patient_total_vnd=receipt.patient_total_vnd,
         lines=[pharmacy_pb2.DispensedLineResult(line_number=l.line_number, quantity=l.quantity,
                                                 remaining=result.remaining[l.line_number], insured_vnd=l.insured_vnd,
-                                                fund_vnd=l.fund_vnd, patient_vnd=l.patient_vnd)
-               for l in receipt.lines])
+                                                fund_vnd=l.fund_vnd, patient_vnd=l.patient_vnd,
+                                                reimbursable_vnd=l.reimbursable_vnd)
+               for l in receipt.lines],
+        reimbursement_id=receipt.reimbursement_id, reimbursable_total_vnd=receipt.reimbursable_total_vnd)
 
 
 def reverse_response(result: ReversalResult) -> pharmacy_pb2.ReverseDispenseResponse:

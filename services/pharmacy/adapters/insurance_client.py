@@ -6,6 +6,7 @@ from datetime import date
 
 import grpc
 from google.rpc import error_details_pb2
+from eprescription.events.v1 import events_pb2
 from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 
 from services.common import dates
@@ -17,6 +18,7 @@ from services.pharmacy.domain.model import Prescription, Quote, QuotedAmounts, Q
 
 # The insurer's refusals the counter hears by name; any other is BHYT_NOT_ELIGIBLE.
 PASSED_ON = frozenset({"BHYT_CARD_NOT_PATIENTS", "SIGNATURE_INVALID"})
+PAYEES = {events_pb2.PAYEE_FACILITY: "facility", events_pb2.PAYEE_PATIENT: "patient", events_pb2.PAYEE_NONE: "none"}
 
 
 class InsuranceClient:
@@ -27,9 +29,11 @@ class InsuranceClient:
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout_seconds
 
-    async def quote(self, card: str, day: date, prescription: Prescription, lines: list[QuoteLine]) -> Quote:
+    async def quote(self, card: str, day: date, prescription: Prescription, lines: list[QuoteLine],
+                    pharmacy: str) -> Quote:
         request = insurance_pb2.QuoteCoverageRequest(
             card_identifier=card, date=dates.to_proto(day), facility_code=prescription.facility_code,
+            pharmacy_code=pharmacy,
             lines=[insurance_pb2.QuoteLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
                                            unit_price_vnd=l.unit_price_vnd) for l in lines])
         request.prescription.MergeFromString(prescription.document)
@@ -47,8 +51,9 @@ class InsuranceClient:
                 raise InvalidRequest("bhyt_card", "BHYT_CARD_INVALID", f"insurance: {error.details()}") from None
             raise InsuranceUnavailable(f"insurance did not answer: {code.name}") from None
         return Quote(reply.quote_id, reply.member_id, reply.card_code,
-                     {q.line_number: QuotedAmounts(q.insured_vnd, q.fund_vnd, q.patient_vnd, q.payment_ratio)
-                      for q in reply.lines})
+                     {q.line_number: QuotedAmounts(q.insured_vnd, q.fund_vnd, q.patient_vnd, q.payment_ratio,
+                                                   q.reimbursable_vnd) for q in reply.lines},
+                     PAYEES.get(reply.payee, "facility"))
 
     async def close(self) -> None:
         await self._channel.close()

@@ -33,13 +33,15 @@ def _remaining(raw) -> dict[int, int]:
 
 def receipt_json(receipt: Receipt) -> str:
     return json.dumps({"dispense_id": receipt.dispense_id, "claim_id": receipt.claim_id,
-                       "lines": [[l.line_number, l.quantity, l.insured_vnd, l.fund_vnd, l.patient_vnd]
+                       "reimbursement_id": receipt.reimbursement_id,
+                       "lines": [[l.line_number, l.quantity, l.insured_vnd, l.fund_vnd, l.patient_vnd, l.reimbursable_vnd]
                                  for l in receipt.lines]})
 
 
 def receipt_of(raw) -> Receipt:
     d = json.loads(raw)
-    return Receipt(d["dispense_id"], d["claim_id"], tuple(ReceiptLine(*line) for line in d["lines"]))
+    return Receipt(d["dispense_id"], d["claim_id"], tuple(ReceiptLine(*line) for line in d["lines"]),
+                   d.get("reimbursement_id", ""))
 
 
 def record_json(record: DispenseRecord) -> str:

@@ -21,11 +21,14 @@ class DispenseMedication:
     bhyt_card: str | None              # None: the patient pays the whole price
     lines: tuple[SoldLine, ...]
     may_substitute: bool = False       # the caller is a pharmacist
+    invoice_number: str = ""           # the sale's e-invoice
 
     def fingerprint(self) -> str:
         """The same request sent again has the same fingerprint, whoever sends it."""
         body = [self.code, self.idempotency_key, self.bhyt_card,
                 [[l.line_number, l.drug_code, l.quantity, l.unit_price_vnd, l.substitution] for l in self.lines]]
+        if self.invoice_number:
+            body.append(self.invoice_number)
         return hashlib.sha256(json.dumps(body).encode()).hexdigest()
 
 

@@ -17,7 +17,7 @@ from services.kernel.drugs import Drug
 from services.pharmacy.domain.commands import DispenseMedication, ReverseDispense
 from services.pharmacy.domain.errors import InvalidRequest, NotFound, NotPermitted, Refused, RequestConflict
 from services.pharmacy.domain.events import (ClaimReversalRequested, ClaimSubmitted, DispenseReversed, Event,
-                                             MedicationDispensed)
+                                             MedicationDispensed, ReimbursementRequested)
 from services.pharmacy.domain.model import (Closed, DispenseRecord, DispenseResult, Ledger, PriorDispense, Prescription,
                                             Quote, QuoteLine, Receipt, ReceiptLine)
 
@@ -181,11 +181,33 @@ def check_dispense(command: DispenseMedication, ledger: Ledger | None, *, drugs:
 
 def plan_dispense(checked: Checked, quote: Quote | None, *, dispense_token: str, claim_token: str) -> DispensePlan:
     """The sale, priced: by the insurer's quote for a BHYT card, at the declared price otherwise.
+    Who the fund pays is the insurer's answer: the facility (a claim from its dispensary), the
+    patient (a retail sale of lines the prescriber marked not available at the facility: a
+    reimbursement request, with the sale's invoice), or nobody (a retail sale: cash).
     Tokens make the ids (hex, from the caller's random source)."""
     command, ledger, now = checked.command, checked.ledger, checked.now
     rx = ledger.prescription
     dispense_id = f"d-{command.code}-{dispense_token[:16]}"
-    claim_id = ""
+    claim_id = reimbursement_id = ""
+    if quote is not None and quote.payee != "facility":
+        if quote.payee == "patient" and not command.invoice_number:
+            raise InvalidRequest("invoice_number", "INVOICE_REQUIRED",
+                                 "a sale reimbursable to the patient needs its e-invoice number")
+        reimbursement_id = f"r-{claim_token}" if quote.payee == "patient" else ""
+        receipt_lines = tuple(ReceiptLine(l.line_number, l.quantity, 0, 0, l.quantity * l.unit_price_vnd,
+                                          quote.lines[l.line_number].reimbursable_vnd if l.line_number in quote.lines
+                                          else 0) for l in command.lines)
+        today = local_day(now)
+        events: list[Event] = [MedicationDispensed(dispense_id, rx, command.pharmacy, reimbursement_id, command.lines,
+                                                   now, command.invoice_number, payer_bhyt=False)]
+        if reimbursement_id:
+            reimbursable = tuple(l for l, r in zip(command.lines, receipt_lines) if r.reimbursable_vnd)
+            events.append(ReimbursementRequested(reimbursement_id, dispense_id, quote, rx, command.pharmacy, today,
+                                                 reimbursable, command.invoice_number, now))
+        record = DispenseRecord(dispense_id, command.code, command.pharmacy, now, reimbursement_id, quote.member_id,
+                                command.lines)
+        return DispensePlan(command, today, Receipt(dispense_id, "", receipt_lines, reimbursement_id), record,
+                            tuple(events))
     if quote is not None:
         recorded = rx.patient_card
         if recorded and recorded.upper() != quote.card_code:
@@ -203,7 +225,8 @@ def plan_dispense(checked: Checked, quote: Quote | None, *, dispense_token: str,
         receipt_lines = tuple(ReceiptLine(l.line_number, l.quantity, 0, 0, l.quantity * l.unit_price_vnd)
                               for l in command.lines)
     today = local_day(now)
-    events: list[Event] = [MedicationDispensed(dispense_id, rx, command.pharmacy, claim_id, command.lines, now)]
+    events: list[Event] = [MedicationDispensed(dispense_id, rx, command.pharmacy, claim_id, command.lines, now,
+                                               command.invoice_number)]
     if quote is not None:
         events.append(ClaimSubmitted(claim_id, dispense_id, quote, rx, command.pharmacy, today, command.lines, now))
     record = DispenseRecord(dispense_id, command.code, command.pharmacy, now, claim_id,

@@ -12,9 +12,11 @@ class MedicationDispensed:
     dispense_id: str
     prescription: Prescription
     pharmacy: str
-    claim_id: str                      # empty for a self-pay sale
+    claim_id: str                      # the claim, or the reimbursement request; empty for a cash sale
     lines: tuple[SoldLine, ...]
     occurred_at: datetime
+    invoice_number: str = ""
+    payer_bhyt: bool = True            # False: the patient paid everything at the counter
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,21 @@ class ClaimSubmitted:
     pharmacy: str
     dispensed_on: date
     lines: tuple[SoldLine, ...]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ReimbursementRequested:
+    """A retail sale of lines the prescriber marked not available at the facility: BHXH is
+    asked to reimburse the patient what the quote computed."""
+    reimbursement_id: str
+    dispense_id: str
+    quote: Quote
+    prescription: Prescription
+    pharmacy: str
+    dispensed_on: date
+    lines: tuple[SoldLine, ...]
+    invoice_number: str
     occurred_at: datetime
 
 
@@ -53,7 +70,8 @@ class DispensingClosed:
     occurred_at: datetime
 
 
-Event = MedicationDispensed | ClaimSubmitted | DispenseReversed | ClaimReversalRequested | DispensingClosed
+Event = (MedicationDispensed | ClaimSubmitted | ReimbursementRequested | DispenseReversed | ClaimReversalRequested
+         | DispensingClosed)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ class QuotedAmounts:
     fund_vnd: int
     patient_vnd: int
     payment_ratio: int
+    reimbursable_vnd: int = 0          # BHXH reimburses the patient later (a retail sale of a flagged line)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Quote:
     member_id: str
     card_code: str
     lines: dict[int, QuotedAmounts]
+    payee: str = "facility"            # facility: a claim; patient: a reimbursement request; none: cash
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class ReceiptLine:
     insured_vnd: int
     fund_vnd: int
     patient_vnd: int
+    reimbursable_vnd: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,11 @@ class Receipt:
     dispense_id: str
     claim_id: str
     lines: tuple[ReceiptLine, ...]
+    reimbursement_id: str = ""
+
+    @property
+    def reimbursable_total_vnd(self) -> int:
+        return sum(line.reimbursable_vnd for line in self.lines)
 
     @property
     def fund_total_vnd(self) -> int:

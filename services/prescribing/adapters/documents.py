@@ -53,7 +53,8 @@ def build(new: NewPrescription) -> common_pb2.Prescription:
             line_number=line.line_number, drug_code=drug.code, drug_name=drug.name,
             active_ingredient=" + ".join(drug.ingredient_names), strength=drug.strength, unit=drug.unit,
             quantity=line.quantity, dose_per_administration=line.dose.strip(), administrations_per_day=line.per_day,
-            days=line.days, directions=line.directions, route=drug.route, batch_number=line.batch_number)
+            days=line.days, directions=line.directions, route=drug.route, batch_number=line.batch_number,
+            not_available_at_facility=line.not_available, not_available_reason=line.not_available_reason)
     rx.issued_at.FromDatetime(new.issued_at)
     return rx
 

@@ -1,13 +1,14 @@
 """Protobuf <-> domain values for the prescribing service. Translation only."""
 from __future__ import annotations
 
+from dataclasses import replace
 
 from eprescription.common.v1 import common_pb2
 from eprescription.prescribing.v1 import prescribing_pb2
 
 from services.common import dates
-from services.prescribing.domain.model import (Batch, Diagnosis, Draft, Encounter, Finding, Guardian, Line, Patient, PatientId,
-                                               PrescriberRef, RxType, Sex, Status)
+from services.prescribing.domain.model import (Batch, Diagnosis, Draft, Encounter, Finding, Guardian, Line, Patient,
+                                               PatientId, PrescriberRef, RxType, Sex, Status)
 
 TYPES = {
     common_pb2.PRESCRIPTION_TYPE_ORDINARY: RxType.ORDINARY,
@@ -50,11 +51,10 @@ def draft(msg: prescribing_pb2.PrescriptionDraft) -> Draft:
         allergies=tuple(a for a in p.allergies),
     )
     lines = [Line(l.line_number, l.drug_code.strip(), l.quantity, l.dose_per_administration,
-                  l.administrations_per_day, l.days, l.directions, l.batch_number) for l in msg.lines]
+                  l.administrations_per_day, l.days, l.directions, l.batch_number, l.not_available_at_facility,
+                  l.not_available_reason.strip()) for l in msg.lines]
     if lines and all(line.line_number == 0 for line in lines):  # numbering left to the service
-        lines = [Line(i + 1, *(getattr(line, f) for f in ("drug_code", "quantity", "dose", "per_day", "days",
-                                                            "directions", "batch_number")))
-                 for i, line in enumerate(lines)]
+        lines = [replace(line, line_number=i + 1) for i, line in enumerate(lines)]
     return Draft(
         type=TYPES.get(msg.type), patient=patient,
         diagnoses=tuple(Diagnosis(d.icd10, d.text) for d in msg.diagnoses),

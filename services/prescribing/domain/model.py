@@ -98,6 +98,8 @@ class Line:
     days: int
     directions: str
     batch_number: int = 0
+    not_available: bool = False      # the facility cannot supply it (Circular 22/2024 art. 3): reimbursed at retail
+    not_available_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,14 @@ def resolve_lines(draft: Draft, ref: ReferenceData, out: _Collector) -> list[tup
             out.add(f"{f}.days", "DAYS_RANGE", "days must be between 1 and 366")
         if not line.directions.strip():
             out.add(f"{f}.directions", "DIRECTIONS_REQUIRED", "each line needs directions for use")
+        if line.not_available:
+            if not line.not_available_reason.strip():
+                out.add(f"{f}.not_available_reason", "NOT_AVAILABLE_REASON_REQUIRED",
+                        "say why the facility cannot supply the drug (tender pending or failed, no substitute with "
+                        "the same active ingredient, no transfer, nothing to borrow)")
+            if drug is not None and not drug.bhyt_covered:
+                out.add(f"{f}.not_available_at_facility", "NOT_ON_BHYT_LIST",
+                        "only a drug on the BHYT list can be reimbursed when the facility cannot supply it")
         if drug is not None:
             resolved.append((i, line, drug))
             needed = required_quantity(line)

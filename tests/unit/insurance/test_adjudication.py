@@ -15,7 +15,7 @@ PRESCRIBED = prescription_facts((1, "J01CR02-1GT", 28), (2, "B01AF01-20T", 30))
 def claim(*lines, claim_id="c1", dispense_id="d1", card="DN4010123456789", day=NOV):
     # 28 x 16,200 = 453,600 insured (over 15% of base salary), fund 80% = 362,880
     lines = lines or (ClaimLine(1, "J01CR02-1GT", 28, 16_200, 362_880),)
-    return Claim(claim_id, dispense_id, "0123456789", card, "01001abcdefg-c", day, tuple(lines))
+    return Claim(claim_id, dispense_id, "0123456789", card, "01001abcdefg-c", day, tuple(lines), "PH0001")
 
 
 def judge(rules, c, state=None, m=None, prescribed=PRESCRIBED, quoted=None):

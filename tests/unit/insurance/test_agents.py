@@ -71,7 +71,7 @@ async def test_the_prescriptions_agent_records_lines_and_raises_doctor_shopping(
 
 def submitted(member_id, card, claim_id, dispense_id, fund):
     c = events_pb2.ClaimSubmitted(claim_id=claim_id, dispense_id=dispense_id, member_id=member_id, card_code=card,
-                                  prescription_code="01001abcdefg-c",
+                                  prescription_code="01001abcdefg-c", pharmacy_code="PH0001",
                                   dispensed_on=common_pb2.Date(year=2026, month=11, day=20),
                                   lines=[events_pb2.ClaimLine(line_number=1, drug_code="B01AF01-20T", quantity=30,
                                                               unit_price_vnd=58_000, fund_vnd=fund)])
@@ -112,7 +112,7 @@ async def test_a_claim_carrying_its_signed_prescription_needs_no_other_topic(rul
     keys = signatures.load_private_keys(tmp_path)
 
     def signed(code, citizen_id):
-        rx = common_pb2.Prescription(code=code)
+        rx = common_pb2.Prescription(code=code, facility_code="01001")
         rx.patient.identifier.citizen_id = citizen_id
         rx.lines.add(line_number=1, drug_code="B01AF01-20T", quantity=30)
         signatures.sign(rx, "pk-test", keys["pk-test"])

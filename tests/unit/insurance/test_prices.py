@@ -90,7 +90,7 @@ def test_a_drug_with_no_price_in_the_chain_is_not_covered_and_says_why(rules):
 def test_adjudication_reduces_a_line_above_its_reference_price(rules, asked):
     facts = prescription_facts((1, "N02BE01-500T", 20))
     claim = Claim("c1", "d1", "0123456789", "DN4010123456789", facts.code, NOV,
-                  (ClaimLine(1, "N02BE01-500T", 20, 10_000_000, asked),))
+                  (ClaimLine(1, "N02BE01-500T", 20, 10_000_000, asked),), "PH0001")
     decision, _, _ = adj.adjudicate(claim, member(4), rules, MemberState(), facts=facts, quoted=None)
     line = decision.lines[0]
     assert (decision.outcome, line.outcome, line.reason) == (adj.CLAIM_PARTIAL, adj.REDUCED, "PRICE_ABOVE_REFERENCE")
@@ -105,11 +105,11 @@ def test_adjudication_rejects_a_card_that_is_not_the_prescription_s_patient(rule
                                                          card="DN4019999999999"),
              "no identity": prescription_facts((1, "N02BE01-500T", 20), citizen_id="")}
     for case, facts in cases.items():
-        claim = Claim("c1", "d1", m.member_id, m.cards[0].card_code, facts.code, NOV, (line,))
+        claim = Claim("c1", "d1", m.member_id, m.cards[0].card_code, facts.code, NOV, (line,), "PH0001")
         decision, _, state = adj.adjudicate(claim, m, rules, MemberState(), facts=facts, quoted=None)
         assert (decision.outcome, decision.reason, decision.fund_total) == (adj.CLAIM_REJECTED, "PATIENT_NOT_MEMBER",
                                                                             0), case
         assert state.year(2026).copay == 0
     own_card = prescription_facts((1, "N02BE01-500T", 20), citizen_id="", card=m.cards[0].card_code)
-    claim = Claim("c1", "d1", m.member_id, m.cards[0].card_code, own_card.code, NOV, (line,))
+    claim = Claim("c1", "d1", m.member_id, m.cards[0].card_code, own_card.code, NOV, (line,), "PH0001")
     assert adj.adjudicate(claim, m, rules, MemberState(), facts=own_card, quoted=None)[0].outcome == adj.CLAIM_APPROVED

@@ -24,7 +24,7 @@ def sell(rules, m, facts, sales, state=None):
     final = {}
     for n, lines in enumerate(sales):
         claim = Claim(f"c{n}", f"d{n}", m.member_id, m.cards[0].card_code, facts.code, NOV,
-                      tuple(ClaimLine(line, drug, qty, price, 0) for line, drug, qty, price in lines))
+                      tuple(ClaimLine(line, drug, qty, price, 0) for line, drug, qty, price in lines), "PH0001")
         decision, adjustments, state = adj.adjudicate(claim, m, rules, state, facts=facts, quoted=None)
         final[claim.claim_id] = [(d.line_number, d.fund_vnd, d.patient_vnd, d.copay_vnd) for d in decision.lines]
         for a in adjustments:
@@ -73,7 +73,7 @@ def test_the_hospital_s_later_statement_of_other_costs_counts(rules):
     later = prescription_facts((1, "M01AE01-400T", 15), code="01001abcdefh-c", encounter="K-1",
                                other_costs=400_000, stated_at=first.visit.stated_at.replace(hour=5))
     claim = Claim("c9", "d9", m.member_id, m.cards[0].card_code, later.code, NOV,
-                  (ClaimLine(1, "M01AE01-400T", 5, 1_800, 0),))
+                  (ClaimLine(1, "M01AE01-400T", 5, 1_800, 0),), "PH0001")
     decision, adjustments, state = adj.adjudicate(claim, m, rules, state, facts=later, quoted=None)
     assert decision.visit_cost_vnd == 400_000 + 27_000 and not decision.copay_exempt
     assert [(a.claim_id, a.lines[0].fund_vnd) for a in adjustments] == [("c0", 14_400)]

@@ -42,7 +42,7 @@ class FakeInsurance:
     def __init__(self):
         self.calls, self.down = [], False
 
-    async def quote(self, card, day, prescription, lines):
+    async def quote(self, card, day, prescription, lines, pharmacy):
         self.calls.append((card, day, prescription.facility_code))
         if self.down:
             raise InsuranceUnavailable("insurance did not answer: UNAVAILABLE")

@@ -5,6 +5,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
+from eprescription.common.v1 import common_pb2
 
 from services.common import signatures
 from services.kernel.status import Status
@@ -133,3 +134,19 @@ async def test_a_new_supply_replacement_counts_the_old_code_s_sales_in_the_days_
     four_more = replace(acute, lines=(line(1, "N02AA01-10T", 16, "1", 4, 4),))
     assert await handlers.replace(ReplacePrescription("01001", "r3", code, four_more, "pain persists", "", "fp-3",
                                                       new_supply=True))
+
+
+async def test_a_line_marked_not_available_needs_a_reason_and_a_drug_on_the_bhyt_list(world):
+    handlers, _, _ = world
+    flagged = replace(line(1, "A10BA02-500T", 60, "1", 2, 30), not_available=True)
+    with pytest.raises(DraftRejected) as no_reason:
+        await handlers.issue(issue(draft(flagged, diagnoses=(("E11.9", "Type 2 diabetes"),))))
+    assert [v.rule for v in no_reason.value.violations] == ["NOT_AVAILABLE_REASON_REQUIRED"]
+    off_list = replace(line(1, "M01AX05-500C", 60, "1", 2, 30), not_available=True, not_available_reason="tender failed")
+    with pytest.raises(DraftRejected) as not_covered:
+        await handlers.issue(issue(draft(off_list), request_id="r2"))
+    assert "NOT_ON_BHYT_LIST" in [v.rule for v in not_covered.value.violations]
+    ok = replace(flagged, not_available_reason="tender failed; no substitute with the same active ingredient")
+    issued = await handlers.issue(issue(draft(ok, diagnoses=(("E11.9", "Type 2 diabetes"),)), request_id="r3"))
+    signed = common_pb2.Prescription.FromString(issued.prescription.document)
+    assert signed.lines[0].not_available_at_facility and "tender failed" in signed.lines[0].not_available_reason
