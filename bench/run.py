@@ -178,6 +178,9 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
     tokens = load_tokens(settings.credentials_file.parent / "tokens.json")
     prescriber = (("authorization", f"Bearer {tokens['prescriber-hospital-a']}"),)
     pharmacies = [(("authorization", f"Bearer {tokens[p]}"),) for p in ("pharmacy-a", "pharmacy-b")]
+    # A lifecycle ends in a claim: the sale is made at the prescribing facility's own dispensary
+    # (pharmacy-a, PH0001); a retail pharmacy's BHYT sale would be cash and claim nothing.
+    dispensary = pharmacies[0]
     rx_channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.ports.prescribing}")
     ph_channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.ports.pharmacy}")
     prescribing = prescribing_pb2_grpc.PrescribingServiceStub(rx_channel)
@@ -220,7 +223,7 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
             idempotency_key=str(uuid.uuid4()), code=code, bhyt_card=card,
             lines=[pharmacy_pb2.DispenseLine(line_number=1, drug_code="J01CR02-1GT", quantity=14, unit_price_vnd=16_200),
                    pharmacy_pb2.DispenseLine(line_number=2, drug_code="N02BE01-500T", quantity=12, unit_price_vnd=1_050)]),
-            metadata=pharmacies[n % 2], timeout=30))
+            metadata=dispensary, timeout=30))
         dispensed_at[sold.claim_id] = time.monotonic()
         accepted_dispenses.add(sold.dispense_id)
 
