@@ -12,9 +12,8 @@ import grpc
 import redis.exceptions
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from services.common import limits
+from services.common import limits, reflection
 from services.common.auth import AuthenticationError, Authenticator, Caller, Role
 from services.common.grpc_errors import FieldViolation, RpcFailure
 from services.common.logging import correlation_id, new_correlation_id
@@ -183,9 +182,8 @@ async def create_server(address: str, bindings: Iterable[ServiceBinding], authen
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for b in bindings:
         b.add_to_server(b.servicer, server)
-    names = [b.name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                          reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
+    reflection.enable([b.name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
+                      server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC server to {address}")

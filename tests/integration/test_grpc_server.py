@@ -63,6 +63,39 @@ async def test_reflection_lists_the_services(server):
         break
 
 
+def _symbols():
+    """Every service, method, request and response message of the three APIs, and an enum."""
+    from eprescription.insurance.v1 import insurance_pb2
+    from eprescription.pharmacy.v1 import pharmacy_pb2
+    symbols = ["eprescription.common.v1.PrescriptionStatus"]
+    for module in (prescribing_pb2, pharmacy_pb2, insurance_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            symbols.append(service.full_name)
+            for method in service.methods:
+                symbols += [method.full_name, method.input_type.full_name, method.output_type.full_name]
+    return symbols
+
+
+@pytest.mark.parametrize("version", ["v1alpha", "v1"])
+async def test_reflection_resolves_every_symbol_a_generic_client_asks_for(server, version):
+    """grpcurl describe Service.Method and ghz without --proto ask for method symbols; v1 is
+    what current clients try first."""
+    channel, _ = server
+    call = channel.stream_stream(f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+                                 request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                 response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    symbols = _symbols()
+    asked = [reflection_pb2.ServerReflectionRequest(file_containing_symbol=s) for s in symbols]
+    asked.append(reflection_pb2.ServerReflectionRequest(file_containing_symbol="eprescription.pharmacy.v1.Nope.X"))
+    replies = [reply async for reply in call(iter(asked))]
+    assert len(replies) == len(symbols) + 1
+    for symbol, reply in zip(symbols, replies):
+        assert reply.file_descriptor_response.file_descriptor_proto, symbol
+    assert replies[-1].error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+    listed = [r async for r in call(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))]
+    assert f"grpc.reflection.{version}.ServerReflection" in {s.name for s in listed[0].list_services_response.service}
+
+
 @pytest.mark.parametrize("metadata, detail", [
     ((), "missing authorization"),
     ((("authorization", "Bearer eprx_0123456789abcdef_wrong"),), "unknown credential"),
