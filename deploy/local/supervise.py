@@ -40,6 +40,7 @@ class Proc:
     ready: Callable[[], bool] | None = None
     oneshot: bool = False
     ports: tuple[int, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
     console_filter: Callable[[str], bool] = lambda line: True
     popen: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -177,13 +178,22 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
     if infra_only:
         return stages
     services = []
+    metrics = topology.metrics_ports(metrics_base_port())
     for process in topology.application():
+        env = {"EPRX_METRICS_PORT": str(metrics[process.name])}
+        ports = (metrics[process.name],) if metrics[process.name] else ()
         if process.grpc_service:
             port = getattr(settings.ports, process.grpc_service)
-            services.append(Proc(process.name, [py, *process.module_args], grpc_ready(port), ports=(port,)))
+            services.append(Proc(process.name, [py, *process.module_args], grpc_ready(port), ports=(port, *ports),
+                                 env=env))
         else:
-            services.append(Proc(process.name, [py, *process.module_args]))
+            services.append(Proc(process.name, [py, *process.module_args], ports=ports, env=env))
     return stages + [services]
+
+
+def metrics_base_port() -> int:
+    """EPRX_METRICS_BASE_PORT (default 9400): process n serves /metrics on base + n; 0 turns them off."""
+    return int(os.environ.get("EPRX_METRICS_BASE_PORT", "9400"))
 
 
 def grpc_ready(port: int) -> Callable[[], bool]:
@@ -249,7 +259,7 @@ class Supervisor:
         taken = [p for p in proc.ports if port_open(p)]
         if taken:
             raise RuntimeError(f"{proc.name}: port {taken} already in use by another process")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **proc.env)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "build" / "gen"), env.get("PYTHONPATH", "")])
         proc.popen = subprocess.Popen(proc.argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, process_group=0)
@@ -312,6 +322,9 @@ class Supervisor:
         if not self.infra_only:
             for service in topology.SERVICES:
                 self.say("supervisor", f"{service:>12} gRPC 127.0.0.1:{getattr(s.ports, service)}")
+            for name, port in topology.metrics_ports(metrics_base_port()).items():
+                if port:
+                    self.say("supervisor", f"{name:>20} metrics http://127.0.0.1:{port}/metrics")
         self.say("supervisor", f"demo credentials: {s.credentials_file.parent / 'tokens.json'}")
         self.say("supervisor", f"logs: {self.logs}/")
 

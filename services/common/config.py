@@ -113,6 +113,7 @@ class CommonSettings:
     replica: str = "0"              # tells replicas of one process apart (relay leases, e2e runs)
     crash_at: str = ""              # a named crash point, armed only by reliability tests
     profile_dir: Path | None = None  # where a gRPC service writes cProfile stats on stop (benchmarks)
+    metrics_port: int = 0           # Prometheus /metrics of this process; 0: not served
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "CommonSettings":
@@ -146,4 +147,5 @@ class CommonSettings:
             replica=env.text("REPLICA", "0"),
             crash_at=env.text("CRASH_AT", ""),
             profile_dir=env.path("PROFILE_DIR", None),
+            metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535),
         )

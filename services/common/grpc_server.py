@@ -13,7 +13,7 @@ import redis.exceptions
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common import limits, reflection
+from services.common import limits, metrics, reflection
 from services.common.auth import AuthenticationError, Authenticator, Caller, Role
 from services.common.grpc_errors import FieldViolation, RpcFailure
 from services.common.logging import correlation_id, new_correlation_id
@@ -97,11 +97,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             caller = self._authenticator.authenticate(metadata.get("authorization"))
         except AuthenticationError as exc:
             log.warning("rpc.unauthenticated", method=method, reason=str(exc), correlation_id=cid)
+            _count_denied(method, grpc.StatusCode.UNAUTHENTICATED)
             return _deny(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         allowed = self._roles.get(method, frozenset())
         if caller.role not in allowed:
             log.warning("rpc.forbidden", method=method, role=caller.role.value, caller=caller.identity,
                         correlation_id=cid)
+            _count_denied(method, grpc.StatusCode.PERMISSION_DENIED)
             return _deny(grpc.StatusCode.PERMISSION_DENIED,
                          f"role {caller.role.value} may not call {method.rsplit('/', 1)[-1]}")
         if handler.unary_unary is None:
@@ -129,10 +131,22 @@ def _tolerant(deserializer):
     return decode
 
 
+def _count_denied(method: str, code: grpc.StatusCode) -> None:
+    service, name = metrics.split_method(method)
+    metrics.GRPC_SERVER_STARTED.labels("unary", service, name).inc()
+    metrics.GRPC_SERVER_HANDLED.labels("unary", service, name, code.name).inc()
+
+
 def _wrap(behaviour, method: str, caller: Caller, cid: str):
+    service, name = metrics.split_method(method)
+    handled = {code: metrics.GRPC_SERVER_HANDLED.labels("unary", service, name, code.name) for code in grpc.StatusCode}
+    seconds = metrics.GRPC_SERVER_SECONDS.labels("unary", service, name)
+    started_counter = metrics.GRPC_SERVER_STARTED.labels("unary", service, name)
+
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         cid_token = correlation_id.set(cid)
         caller_token = current_caller.set(caller)
+        started_counter.inc()
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         failure = None
@@ -158,8 +172,11 @@ def _wrap(behaviour, method: str, caller: Caller, cid: str):
         finally:
             if failure is not None:
                 code = failure.code
+            elapsed = time.perf_counter() - started
+            handled[code].inc()
+            seconds.observe(elapsed)
             log.info("rpc", method=method, code=code.name, caller=caller.identity,
-                     role=caller.role.value, ms=round((time.perf_counter() - started) * 1000, 2))
+                     role=caller.role.value, ms=round(elapsed * 1000, 2))
             current_caller.reset(caller_token)
             correlation_id.reset(cid_token)
         await context.abort_with_status(failure.to_status())

@@ -17,6 +17,7 @@ import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
+from services.common import metrics
 from services.common.config import CommonSettings
 from services.common.faults import CrashPoints
 from services.common.liveness import Heartbeat, heartbeat_path
@@ -25,6 +26,7 @@ from services.common.outbox import OutboxLayout, decode_headers
 from services.common.scripts import lua
 
 log = structlog.get_logger("outbox.relay")
+MEASURE_EVERY_SECONDS = 5.0   # how often the outbox gauges are refreshed
 
 # Failures no retry can cure: the entry goes to the shard's dead stream and the shard goes on.
 PERMANENT = (MessageSizeTooLargeError, RecordListTooLargeError, KeyError, UnicodeDecodeError, ValueError)
@@ -72,6 +74,23 @@ class OutboxRelay:
         if isinstance(reply, dict):  # RESP3
             return {k.decode(): v[0] for k, v in reply.items() if v and v[0]}
         return {k.decode(): v for k, v in reply if v}  # RESP2
+
+    def measure(self) -> None:
+        """Depth and age of the oldest entry of every shard (what an operator alerts on)."""
+        now_ms = time.time() * 1000
+        with self._redis.pipeline(transaction=False) as pipe:
+            for shard in range(self._layout.shards):
+                pipe.xlen(self._layout.stream(shard))
+                pipe.xrange(self._layout.stream(shard), count=1)
+            replies = pipe.execute()
+        for shard in range(self._layout.shards):
+            depth, oldest = replies[2 * shard], replies[2 * shard + 1]
+            labels = (self._layout.service, str(shard))
+            metrics.OUTBOX_DEPTH.labels(*labels).set(depth)
+            entry_id = oldest[0][0] if oldest else None
+            age = (now_ms - int(entry_id.split(b"-")[0] if isinstance(entry_id, bytes) else entry_id.split("-")[0])
+                   ) / 1000 if entry_id else 0.0
+            metrics.OUTBOX_AGE.labels(*labels).set(max(age, 0.0))
 
     def run_once(self) -> int:
         shards = self.owned_shards()
@@ -126,6 +145,7 @@ class OutboxRelay:
                                             b"dead_from": entry_id})
                     pipe.xdel(stream, entry_id)
                     pipe.execute()
+                metrics.OUTBOX_DEAD.labels(self._layout.service).inc()
                 log.error("outbox.entry_dead", stream=stream, entry=entry_id.decode() if isinstance(entry_id, bytes)
                           else entry_id, event_id=fields.get(b"event_id", b"?").decode(errors="replace"),
                           reason=type(error).__name__)
@@ -133,10 +153,16 @@ class OutboxRelay:
     def run(self, stop: threading.Event) -> None:
         log.info("outbox.relay_started", service=self._layout.service, shards=self._layout.shards,
                  owner=self._owner)
-        total, last_report = 0, time.monotonic()
+        total, last_report, last_measure = 0, time.monotonic(), 0.0
         while not stop.is_set():
             if self._heartbeat is not None:
                 self._heartbeat.beat()
+            if time.monotonic() - last_measure >= MEASURE_EVERY_SECONDS:
+                try:
+                    self.measure()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass   # the round below reports Redis being down
+                last_measure = time.monotonic()
             try:
                 total += self.run_once()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -161,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = CommonSettings.from_env()
     configure_logging(f"{args.service}-relay", fmt=settings.log_format, level=settings.log_level,
                       mask_key=load_mask_key(settings.run_dir, settings.log_mask_key))
+    metrics.serve(settings.metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

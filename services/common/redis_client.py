@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio
 
+from services.common import metrics
 from services.common.config import CommonSettings
 
 
@@ -13,6 +14,7 @@ def connect(settings: CommonSettings) -> redis.asyncio.Redis:
         settings.redis_url, max_connections=settings.redis_pool_size, timeout=settings.redis_pool_timeout,
         socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=settings.redis_socket_timeout,
         protocol=3)
+    metrics.observe_redis_pool(pool)
     return redis.asyncio.Redis(connection_pool=pool)
 
 

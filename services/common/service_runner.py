@@ -6,6 +6,7 @@ from typing import Awaitable, Callable, Sequence
 
 import structlog
 
+from services.common import metrics
 from services.common.auth import Authenticator
 from services.common.config import CommonSettings
 from services.common.grpc_server import Probe, ServiceBinding, create_server, serve_until_signalled
@@ -38,6 +39,8 @@ def run_service(name: str, settings: CommonSettings, port: int, make_bindings: B
 
 async def _serve(name: str, settings: CommonSettings, address: str, make_bindings: BindingsFactory) -> None:
     log = structlog.get_logger(name)
+    if metrics.serve(settings.metrics_port):
+        log.info("metrics.serving", port=settings.metrics_port)
     bindings, on_stop, probe = await make_bindings()
     authenticator = Authenticator.from_file(settings.credentials_file)
     server, port, health = await create_server(address, bindings, authenticator,

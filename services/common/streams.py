@@ -13,6 +13,7 @@ import redis.exceptions
 import structlog
 from aiokafka.partitioner import murmur2
 
+from services.common import metrics
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode
 from services.common.liveness import Heartbeat, heartbeat_path
@@ -57,6 +58,12 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
     @app.timer(interval=HEARTBEAT_SECONDS)
     async def _beat() -> None:
         heartbeat.beat()
+        measure_lag(app)
+
+    if settings.metrics_port:
+        @app.task
+        async def _metrics() -> None:
+            metrics.serve(settings.metrics_port)
 
     @app.on_configured.connect
     def _configure_logging(app, conf, **kwargs) -> None:
@@ -64,6 +71,26 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
                           mask_key=load_mask_key(settings.run_dir, settings.log_mask_key))
 
     return app
+
+
+def measure_lag(app: faust.App) -> None:
+    """Messages between each assigned partition's end and what this worker has read."""
+    consumer = app.consumer
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # no consumer yet (recovering, rebalancing): nothing to say
+        return
+    read = getattr(consumer, "_read_offset", {})
+    for tp in assigned:
+        try:
+            end = consumer.highwater(tp)
+        except Exception:
+            continue
+        position = read.get(tp)
+        if end is None:
+            continue
+        lag = end - (position + 1 if position is not None else 0)
+        metrics.CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(max(lag, 0))
 
 
 def source_topic(app: faust.App, name: str) -> faust.TopicT:
@@ -156,6 +183,7 @@ class DeadLetters:
         ]
         delivery = await topic.send(key=message.key, value=message.value, headers=headers)
         await delivery  # the source offset is committed only after the DLQ holds the message
+        metrics.DEAD_LETTERS.labels(self._consumer, message.topic).inc()
         log.warning("event.dead_lettered", topic=message.topic, partition=message.partition,
                     offset=message.offset, error=str(error)[:300])
 

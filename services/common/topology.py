@@ -14,6 +14,11 @@ class Process:
     grpc_service: str | None = None   # the service whose gRPC port tells it is ready
 
 
+def metrics_ports(base: int) -> dict[str, int]:
+    """Each process's Prometheus port under `make run`: base + its place in the list (0: none)."""
+    return {p.name: (base + i if base else 0) for i, p in enumerate(application(), start=1)}
+
+
 def application() -> list[Process]:
     processes = []
     for service in SERVICES:

@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timezone
 from typing import Awaitable, Callable
 
 import faust
 
+from services.common import metrics
 from services.common.streams import (DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, keyed_table,
                                      process_in_order, source_topic)
 from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS
@@ -22,6 +24,7 @@ from services.insurance.config import Settings
 from services.insurance.domain.events import ClaimSubmitted, Outgoing
 from services.insurance.domain.state import REVERSAL, SUBMITTED, MemberState
 from services.insurance.handlers import Insurance
+from services.kernel.calendar import utc_now
 
 BATCH_SIZE = 200
 BATCH_WITHIN_SECONDS = 0.01
@@ -70,6 +73,9 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
                 return
             if kind == SUBMITTED:
                 outgoing, state = await h.on_claim_submitted(event, state)
+                if outgoing:
+                    sold_at = envelope.occurred_at.ToDatetime(tzinfo=timezone.utc)
+                    metrics.DISPENSE_TO_ADJUDICATED.observe(max((utc_now() - sold_at).total_seconds(), 0.0))
             else:
                 outgoing, state = await h.on_claim_reversal(event, state)
             await send(outgoing)

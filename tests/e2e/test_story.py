@@ -37,6 +37,38 @@ def test_the_story(system):
     assert "RETAIL_NOT_COVERED" in text and "reimbursement to the patient" in text
 
 
+def metrics_of(port):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return reply.read().decode()
+
+
+def test_every_process_serves_its_metrics_after_the_story(system):
+    """After the story: the gRPC metrics by their usual names, the pharmacy's calls to insurance,
+    consumer lag, outbox depth and the time from a sale to its adjudication."""
+    if not getattr(system, "story_results", None):
+        Story(system.settings, out=lambda line: None).run()
+    ports = system.metrics_ports
+    for service, rpc in (("prescribing", "IssuePrescription"), ("pharmacy", "DispensePrescription"),
+                         ("insurance", "QuoteCoverage")):
+        text = metrics_of(ports[service])
+        assert f'grpc_method="{rpc}"' in text and 'grpc_code="OK"' in text, service
+        assert "grpc_server_handling_seconds_bucket" in text and "eprx_redis_connections_in_use" in text
+    client = [line for line in metrics_of(ports["pharmacy"]).splitlines() if line.startswith("grpc_client_handled_total{")]
+    assert any('grpc_code="OK",grpc_method="QuoteCoverage"' in line for line in client), client
+    for service in ("prescribing", "pharmacy", "insurance"):
+        assert f'eprx_outbox_depth_entries{{service="{service}",shard="0"}}' in metrics_of(ports[f"{service}-relay"])
+
+    def workers_report():
+        texts = {name: metrics_of(ports[name]) for name in ("prescribing-worker", "pharmacy-worker",
+                                                            "insurance-worker")}
+        return texts if all("eprx_consumer_lag_messages{" in t for t in texts.values()) else None
+    texts = wait_until(workers_report, timeout=60, interval=1, message="consumer lag on every worker")
+    count = next(line for line in texts["insurance-worker"].splitlines()
+                 if line.startswith("eprx_dispense_to_adjudicated_seconds_count"))
+    assert float(count.split()[-1]) >= 2
+
+
 POS_RETRY_BACKOFF_SECONDS = 0.3  # how long a point-of-sale client waits before it retries
 
 

@@ -218,3 +218,24 @@ async def _is(status, expected):
 
 async def _done_at_least(tasks, n):
     return sum(t.done() for t in tasks) >= n
+
+
+def _handled(method, code):
+    from prometheus_client import REGISTRY
+    value = REGISTRY.get_sample_value("grpc_server_handled_total", {
+        "grpc_type": "unary", "grpc_service": SERVICE_NAME, "grpc_method": method, "grpc_code": code})
+    return value or 0.0
+
+
+async def test_every_answer_is_counted_by_method_and_code(server):
+    """The metrics operators alert on: each call, refused or served, under its status code."""
+    channel, tokens = server
+    stub = prescribing_pb2_grpc.PrescribingServiceStub(channel)
+    before = {code: _handled(m, code) for m, code in (("IssuePrescription", "OK"),
+                                                      ("GetPrescription", "UNAUTHENTICATED"))}
+    await stub.IssuePrescription(prescribing_pb2.IssuePrescriptionRequest(),
+                                 metadata=bearer(tokens["prescriber-hospital-a"]))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.GetPrescription(prescribing_pb2.GetPrescriptionRequest(code="01234ab3k9x2-c"))
+    assert _handled("IssuePrescription", "OK") == before["OK"] + 1
+    assert _handled("GetPrescription", "UNAUTHENTICATED") == before["UNAUTHENTICATED"] + 1

@@ -8,7 +8,7 @@ import pytest
 from services.common import topology
 from services.common.config import CommonSettings
 from tests.support.prescribing_fixtures import start_process, stop_process
-from tests.support import serving, wait_until
+from tests.support import free_port, serving, wait_until
 
 
 
@@ -16,13 +16,15 @@ class System:
     def __init__(self, settings: CommonSettings):
         self.settings = settings
         self.procs: dict = {}
+        self.metrics_ports = {p.name: free_port() for p in topology.application()}
 
     def commands(self) -> dict[str, list[str]]:
         return {p.name: list(p.module_args) for p in topology.application()}
 
     def start(self, name: str) -> None:
         # Its own relay identity: a relay left by another test must not share its leases.
-        self.procs[name] = start_process(self.commands()[name], env={"EPRX_REPLICA": "e2e"})
+        self.procs[name] = start_process(self.commands()[name], env={
+            "EPRX_REPLICA": "e2e", "EPRX_METRICS_PORT": str(self.metrics_ports[name])})
         if name in topology.SERVICES:
             port = getattr(self.settings.ports, name)
             wait_until(lambda: serving(port) or self.procs[name].poll() is not None, timeout=60, message=name)

@@ -2,6 +2,7 @@
 the domain's Quote or one of its refusals."""
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import grpc
@@ -9,7 +10,7 @@ from google.rpc import error_details_pb2
 from eprescription.events.v1 import events_pb2
 from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 
-from services.common import dates
+from services.common import dates, metrics
 from services.common.grpc_errors import details_of
 from services.common.limits import MAX_MESSAGE_BYTES
 from services.common.logging import correlation_id
@@ -18,6 +19,10 @@ from services.pharmacy.domain.model import Prescription, Quote, QuotedAmounts, Q
 
 # The insurer's refusals the counter hears by name; any other is BHYT_NOT_ELIGIBLE.
 PASSED_ON = frozenset({"BHYT_CARD_NOT_PATIENTS", "SIGNATURE_INVALID"})
+SERVICE = insurance_pb2.DESCRIPTOR.services_by_name["InsuranceService"].full_name
+QUOTE_STARTED = metrics.GRPC_CLIENT_STARTED.labels("unary", SERVICE, "QuoteCoverage")
+QUOTE_OK = metrics.GRPC_CLIENT_HANDLED.labels("unary", SERVICE, "QuoteCoverage", "OK")
+QUOTE_SECONDS = metrics.GRPC_CLIENT_SECONDS.labels("unary", SERVICE, "QuoteCoverage")
 PAYEES = {events_pb2.PAYEE_FACILITY: "facility", events_pb2.PAYEE_PATIENT: "patient", events_pb2.PAYEE_NONE: "none"}
 
 
@@ -37,12 +42,16 @@ class InsuranceClient:
             lines=[insurance_pb2.QuoteLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
                                            unit_price_vnd=l.unit_price_vnd) for l in lines])
         request.prescription.MergeFromString(prescription.document)
+        QUOTE_STARTED.inc()
+        started = time.perf_counter()
         try:
             reply = await self._stub.QuoteCoverage(
                 request, timeout=self._timeout,
                 metadata=self._metadata + (("x-correlation-id", correlation_id.get() or ""),))
         except grpc.aio.AioRpcError as error:
             code = error.code()
+            QUOTE_SECONDS.observe(time.perf_counter() - started)
+            metrics.GRPC_CLIENT_HANDLED.labels("unary", SERVICE, "QuoteCoverage", code.name).inc()
             if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 reasons = [d.reason for d in details_of(error) if isinstance(d, error_details_pb2.ErrorInfo)]
                 rule = reasons[0] if reasons and reasons[0] in PASSED_ON else "BHYT_NOT_ELIGIBLE"
@@ -50,6 +59,8 @@ class InsuranceClient:
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequest("bhyt_card", "BHYT_CARD_INVALID", f"insurance: {error.details()}") from None
             raise InsuranceUnavailable(f"insurance did not answer: {code.name}") from None
+        QUOTE_SECONDS.observe(time.perf_counter() - started)
+        QUOTE_OK.inc()
         return Quote(reply.quote_id, reply.member_id, reply.card_code,
                      {q.line_number: QuotedAmounts(q.insured_vnd, q.fund_vnd, q.patient_vnd, q.payment_ratio,
                                                    q.reimbursable_vnd) for q in reply.lines},
