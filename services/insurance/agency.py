@@ -11,6 +11,7 @@ de-duplicated on their event id."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import sys
 import time
@@ -24,8 +25,11 @@ from services.common import dates
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.national_codes import time_to_claims_xml
+from services.common.redis_client import connect
 from services.common.topic_reader import read_to_end
 from services.common.topics import CLAIMS_ADJUDICATED
+from services.insurance import xml130
+from services.insurance.adapters.redis_store import RedisInsuranceStore
 
 # Decision 130/QD-BYT table 2 (drugs) names, with the member and card of table 1.
 COLUMNS = ("MA_LK", "STT", "MA_BN", "MA_THE", "MA_THUOC", "SO_LUONG", "DON_GIA", "TYLE_TT", "THANH_TIEN",
@@ -149,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export")
     e.add_argument("--month", required=True, help="YYYY-MM, by dispense date")
     e.add_argument("--out", default="-")
+    e.add_argument("--xml-out", default=None,
+                   help="the facilities' claims as Decision 130 XML (GIAMDINHHS; default: beside --out, .xml)")
     e.add_argument("--reimbursements-out", default=None,
                    help="the reimbursement decisions, apart (default: beside --out, '-reimbursements' added)")
     args = parser.parse_args(argv)
@@ -172,9 +178,26 @@ def main(argv: list[str] | None = None) -> int:
     if apart:
         with open(apart, "w", newline="", encoding="utf-8") as out:
             reimbursed = export_reimbursements(decisions, out)
+    xml_out = args.xml_out
+    if xml_out is None and args.out != "-":
+        xml_out = str(Path(args.out).with_suffix(".xml"))
+    if xml_out:
+        members = asyncio.run(members_of(settings, {c.member_id for c in claims}))
+        Path(xml_out).write_bytes(xml130.envelope(claims, members, datetime.now(timezone.utc)))
     print(f"exported {len(claims)} claims, {rows} lines; {len(decisions)} reimbursement decisions, "
           f"{reimbursed} lines", file=sys.stderr)
     return 0
+
+
+async def members_of(settings: CommonSettings, member_ids: set[str]) -> dict:
+    """The members the XML names (name, birth date, sex, card periods), from the registry."""
+    client = connect(settings)
+    try:
+        store = RedisInsuranceStore(client)
+        found = {member_id: await store.member(member_id) for member_id in sorted(member_ids)}
+    finally:
+        await client.aclose()
+    return {k: v for k, v in found.items() if v is not None}
 
 
 if __name__ == "__main__":

@@ -204,6 +204,11 @@ async def test_the_agency_follows_its_own_group_and_exports_a_month(settings, st
     assert (row["SO_LUONG"], row["DON_GIA"], row["TYLE_TT"], row["THANH_TIEN"]) == ("30", "58000", "50", "1740000")
     assert (row["T_BHTT"], row["T_BNCCT"], row["T_BNTT"], row["MUC_HUONG"]) == ("696000", "174000", "1044000", "80")
     assert len(row["NGAY_YL"]) == 12
+    from services.insurance import xml130
+    visits = xml130.read((tmp_path / "claims.xml").read_bytes())
+    [ours] = [v for v in visits if any(r["MA_CHUNG_TU"] == c.claim_id for r in v["XML2"])]
+    assert (ours["XML1"]["MA_THE_BHYT"], ours["XML1"]["SO_CCCD"], ours["XML1"]["T_BHTT"]) == (
+        member.cards[0].card_code, member.citizen_id, "696000")
 
 
 def test_every_member_state_write_lands_in_the_changelog_partition_of_the_member_s_claims(settings,
