@@ -29,6 +29,17 @@ def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+def topic_size(bootstrap_servers: str, topic: str) -> int:
+    """Records the topic holds now, at most (the log start may have moved past deleted ones)."""
+    consumer = _consumer(bootstrap_servers)
+    try:
+        partitions = _partitions(consumer, topic)
+        ends, starts = consumer.end_offsets(partitions), consumer.beginning_offsets(partitions)
+        return sum(ends[tp] - starts[tp] for tp in partitions)
+    finally:
+        consumer.close()
+
+
 def read_to_end(bootstrap_servers: str, topic: str, *, from_offsets: Mapping[int, int] | None = None,
                 last: int | None = None) -> Iterator:
     """Yields every record of the topic that exists now, partition by partition in order: from

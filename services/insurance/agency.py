@@ -25,8 +25,9 @@ from services.common import dates
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode, payload_of
 from services.common.national_codes import time_to_claims_xml
+from services.common.progress import Progress
 from services.common.redis_client import connect
-from services.common.topic_reader import read_to_end
+from services.common.topic_reader import read_to_end, topic_size
 from services.common.topics import CLAIMS_ADJUDICATED
 from services.insurance import xml130
 from services.insurance.adapters.redis_store import RedisInsuranceStore
@@ -92,7 +93,9 @@ def follow(settings: CommonSettings, group: str, max_events: int | None, idle_ex
 def month_claims(settings: CommonSettings, month: str) -> list[events_pb2.ClaimAdjudicated]:
     year, mon = (int(p) for p in month.split("-"))
     latest: dict[str, tuple[datetime, events_pb2.ClaimAdjudicated]] = {}
+    progress = Progress(f"export {month}", total=topic_size(settings.kafka_bootstrap, CLAIMS_ADJUDICATED))
     for record in read_to_end(settings.kafka_bootstrap, CLAIMS_ADJUDICATED):
+        progress.advance()
         try:
             claim = payload_of(decode(record.value))
         except EventDecodeError:
@@ -103,6 +106,7 @@ def month_claims(settings: CommonSettings, month: str) -> list[events_pb2.ClaimA
         at = claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc)
         if claim.claim_id not in latest or latest[claim.claim_id][0] <= at:
             latest[claim.claim_id] = (at, claim)
+    progress.finish()
     return [claim for _, claim in sorted(latest.values(), key=lambda item: item[1].claim_id)]
 
 

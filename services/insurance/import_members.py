@@ -8,6 +8,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from services.common.progress import Progress
 from services.common.redis_client import connect
 from services.insurance.adapters import members_csv
 from services.insurance.adapters.redis_store import RedisInsuranceStore
@@ -20,14 +21,16 @@ async def run(path: Path, settings: Settings) -> tuple[int, int, int, list[membe
     store = RedisInsuranceStore(client)
     changed = unchanged = 0
     try:
-        for row, member in accepted:
-            outcome, detail = await store.upsert_member(member)
-            if outcome == "conflict":
-                rejected.append(members_csv.Rejected(row, f"citizen_id already belongs to member {detail}"))
-            elif outcome == "changed":
-                changed += 1
-            else:
-                unchanged += 1
+        with Progress("members", total=len(accepted)) as progress:
+            for row, member in accepted:
+                outcome, detail = await store.upsert_member(member)
+                progress.advance()
+                if outcome == "conflict":
+                    rejected.append(members_csv.Rejected(row, f"citizen_id already belongs to member {detail}"))
+                elif outcome == "changed":
+                    changed += 1
+                else:
+                    unchanged += 1
     finally:
         await client.aclose()
     return changed + unchanged, changed, unchanged, sorted(rejected, key=lambda r: r.row)

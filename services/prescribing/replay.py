@@ -13,8 +13,9 @@ import time
 import structlog
 
 from services.common.events import EventDecodeError, decode
-from services.common.topic_reader import read_to_end
 from services.common.logging import configure_logging, load_mask_key
+from services.common.progress import Progress
+from services.common.topic_reader import read_to_end, topic_size
 from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
@@ -31,18 +32,20 @@ async def replay(settings: Settings) -> dict[str, int]:
         counts["cleared"] = await handlers.deps.store.clear_read_models()
         # Prescriptions first: a dispense refreshes entries from the prescription's state.
         for topic in (PRESCRIPTIONS, DISPENSES):
-            for record in read_to_end(settings.common.kafka_bootstrap, topic):
-                try:
-                    envelope = decode(record.value)
-                except EventDecodeError:
-                    counts["undecodable"] += 1
-                    continue
-                try:
-                    await project(envelope)
-                    counts["applied"] += 1
-                except ValueError as exc:
-                    counts["failed"] += 1
-                    log.warning("replay.event_failed", topic=topic, offset=record.offset, error=str(exc))
+            with Progress(f"replay {topic}", total=topic_size(settings.common.kafka_bootstrap, topic)) as progress:
+                for record in read_to_end(settings.common.kafka_bootstrap, topic):
+                    progress.advance()
+                    try:
+                        envelope = decode(record.value)
+                    except EventDecodeError:
+                        counts["undecodable"] += 1
+                        continue
+                    try:
+                        await project(envelope)
+                        counts["applied"] += 1
+                    except ValueError as exc:
+                        counts["failed"] += 1
+                        log.warning("replay.event_failed", topic=topic, offset=record.offset, error=str(exc))
     finally:
         await close()
     return counts

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from services.common.auth import DEMO_CALLERS, load_tokens
 from services.common.events import decode, payload_of
 from services.common.outbox import OutboxLayout
+from services.common.progress import Progress
 from services.common.topics import DISPENSES
 from services.insurance.adapters import grpc_api as insurance_api
 from services.pharmacy.adapters import grpc_api as pharmacy_api
@@ -146,6 +147,7 @@ def test_generated_requests_never_get_unknown_or_internal(world, service, method
                          suppress_health_check=list(HealthCheck))
     @given(request=st.one_of(generated, near_valid))
     def one(request):
+        progress.advance()
         before = server_cpu_seconds(pid)
         try:
             call(request, metadata=metadata, timeout=30)
@@ -158,7 +160,8 @@ def test_generated_requests_never_get_unknown_or_internal(world, service, method
             worst[:] = [spent, str(request)[:300]]
         assert code not in NEVER, (code, str(request)[:2000])
 
-    one()
+    with Progress(f"fuzz {service}.{method}", total=EXAMPLES) as progress:
+        one()
     REPORT[f"{service}.{method}"] = {"cases": sum(codes.values()), "codes": dict(codes), "max_cpu_s": worst[0]}
     assert worst[0] < MAX_SERVER_CPU_SECONDS, worst
 
