@@ -8,6 +8,7 @@ partition, outbox depth and age of its oldest entry per shard, dead letters, the
 dispense to its adjudication, Redis connections in use."""
 from __future__ import annotations
 
+import structlog
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -55,10 +56,15 @@ def split_method(full_method: str) -> tuple[str, str]:
 
 
 def serve(port: int, host: str = "127.0.0.1") -> bool:
-    """Serves /metrics on `port`; False when metrics are off (port 0)."""
+    """Serves /metrics on `port`; False when metrics are off (port 0) or the port is taken: a
+    process without its metrics still serves its traffic, and says why in its log."""
     if not port:
         return False
-    start_http_server(port, addr=host)
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        structlog.get_logger("metrics").error("metrics.port_unavailable", port=port, error=str(exc))
+        return False
     return True
 
 
