@@ -10,7 +10,7 @@ from datetime import date, datetime
 from types import MappingProxyType
 
 from services.kernel.drugs import Drug
-from services.insurance.domain.coverage import (LineAmounts, LineInput, LineTotals, sale_of, split_visit,
+from services.insurance.domain.coverage import (LineAmounts, LineInput, LineTotals, Sale, sale_of, split_visit,
                                                 yearly_threshold)
 from services.insurance.domain.model import Member, Rules
 from services.insurance.domain.payees import FACILITY, RETAIL_NOT_COVERED, claims_for_facility
@@ -186,37 +186,72 @@ def reprice_visit(visit: VisitState, rules: Rules, skip: str) -> tuple[bool, int
     return under, cost, shared, adjustments, replace(visit, paid=paid)
 
 
+def _already(claim: Claim, member: Member | None, rules: Rules, state: MemberState,
+             facts: PrescriptionFacts | None) -> tuple[bool, Decision | None, MemberState]:
+    """What is decided before any line is read: (done, decision, state). A resubmitted claim
+    id is done with no decision; a second claim for a dispense, or a card problem, is rejected."""
+    if claim.claim_id in state.claims:
+        return True, None, state
+    if claim.dispense_id in state.dispenses:
+        return True, _rejected_all(claim, "DUPLICATE_CLAIM"), state  # another claim for a dispense already claimed
+    problem = _card_problem(claim, member, facts, rules)
+    if problem:
+        decision = _rejected_all(claim, problem)
+        return True, decision, _record(state, claim, decision)
+    return False, None, state
+
+
+def _verdicts(claim: Claim, rules: Rules, facts: PrescriptionFacts | None, quoted: dict[int, QuotedLine] | None,
+              *, flagged_only: bool = False) -> dict[int, str]:
+    """Each line's problem, empty when the fund may pay it; `flagged_only`: only lines the
+    prescriber marked not available at the facility (a reimbursement)."""
+    prescribed = prescribed_lines(facts, rules.drugs) if facts is not None else None
+    seen: set[int] = set()
+    verdicts: dict[int, str] = {}
+    for index, line in enumerate(claim.lines):
+        verdicts[index] = _line_problem(line, rules.drugs, prescribed, quoted, seen)
+        if flagged_only and not verdicts[index] and line.line_number not in facts.not_available:
+            verdicts[index] = "NOT_MARKED_NOT_AVAILABLE"
+        seen.add(line.line_number)
+    return verdicts
+
+
+def _sale(claim: Claim, eligible: list, member: Member, rules: Rules, state: MemberState,
+          facts: PrescriptionFacts) -> Sale:
+    day = claim.dispensed_on
+    return sale_of(claim.claim_id, [(LineInput(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd),
+                                     rules.drugs[l.drug_code]) for _, l in eligible],
+                   member, rules, day, facility=facts.facility_code, yearly_exempt=state.exempt_on(day))
+
+
+def _decision(claim: Claim, verdicts: dict[int, str], amounts: dict[int, LineAmounts], benefit: int, exempt: bool,
+              visit_key: str = "", visit_cost: int = 0) -> Decision:
+    decided = [LineDecision(line.line_number, line.drug_code, REJECTED, verdicts[index], line.quantity,
+                            line.unit_price_vnd, patient_vnd=line.quantity * line.unit_price_vnd)
+               if verdicts[index] else _decide(line, amounts[index]) for index, line in enumerate(claim.lines)]
+    outcomes = {d.outcome for d in decided}
+    overall = CLAIM_APPROVED if outcomes == {APPROVED} else CLAIM_REJECTED if outcomes == {REJECTED} else CLAIM_PARTIAL
+    return Decision(claim.claim_id, overall, "" if overall != CLAIM_REJECTED else decided[0].reason,
+                    tuple(decided), benefit, exempt, visit_key, visit_cost)
+
+
 def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: MemberState, *,
                facts: PrescriptionFacts | None, quoted: dict[int, QuotedLine] | None
                ) -> tuple[Decision | None, list[Adjustment], MemberState]:
     """None when this very claim (its id) was adjudicated before: a resubmission changes nothing.
     The claim's sale joins its visit; earlier sales of the visit whose share moved come back as
     adjustments (the accumulators already hold their new co-payments)."""
-    if claim.claim_id in state.claims:
-        return None, [], state
-    if claim.dispense_id in state.dispenses:
-        return _rejected_all(claim, "DUPLICATE_CLAIM"), [], state  # another claim for a dispense already claimed
-    problem = _card_problem(claim, member, facts, rules)
-    if problem:
-        decision = _rejected_all(claim, problem)
-        return decision, [], _record(state, claim, decision)
-
-    prescribed = prescribed_lines(facts, rules.drugs) if facts is not None else None
-    seen: set[int] = set()
-    verdicts: dict[int, str] = {}
-    for index, line in enumerate(claim.lines):
-        verdicts[index] = _line_problem(line, rules.drugs, prescribed, quoted, seen)
-        seen.add(line.line_number)
+    done, decision, state = _already(claim, member, rules, state, facts)
+    if done:
+        return decision, [], state
+    verdicts = _verdicts(claim, rules, facts, quoted)
     eligible = [(i, l) for i, l in enumerate(claim.lines) if not verdicts[i]]
     amounts: dict[int, LineAmounts] = {}
     adjustments: list[Adjustment] = []
     benefit, exempt, visit_key, visit_cost = 0, False, "", 0
     if eligible:
-        day = claim.dispensed_on
-        sale = sale_of(claim.claim_id, [(LineInput(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd),
-                                         rules.drugs[l.drug_code]) for _, l in eligible],
-                       member, rules, day, facility=facts.facility_code, yearly_exempt=state.exempt_on(day))
-        stated = facts.visit
+        sale = _sale(claim, eligible, member, rules, state, facts)
+        stated, day = facts.visit, claim.dispensed_on
         visit_key = stated.key
         visit = state.visits.get(visit_key) or VisitState(stated.day or day, stated.other_costs_vnd,
                                                           stated.stated_at.isoformat())
@@ -227,14 +262,7 @@ def adjudicate(claim: Claim, member: Member | None, rules: Rules, state: MemberS
         exempt = under or bool(sale.exempt_reason)
         benefit = 100 if exempt else sale.benefit_percent
         state = state.with_visit(visit_key, visit, claim.claim_id, latest=day)
-
-    decided = [LineDecision(line.line_number, line.drug_code, REJECTED, verdicts[index], line.quantity,
-                            line.unit_price_vnd, patient_vnd=line.quantity * line.unit_price_vnd)
-               if verdicts[index] else _decide(line, amounts[index]) for index, line in enumerate(claim.lines)]
-    outcomes = {d.outcome for d in decided}
-    overall = CLAIM_APPROVED if outcomes == {APPROVED} else CLAIM_REJECTED if outcomes == {REJECTED} else CLAIM_PARTIAL
-    decision = Decision(claim.claim_id, overall, "" if overall != CLAIM_REJECTED else decided[0].reason,
-                        tuple(decided), benefit, exempt, visit_key, visit_cost)
+    decision = _decision(claim, verdicts, amounts, benefit, exempt, visit_key, visit_cost)
     state = _accumulate(_record(state, claim, decision), claim.claim_id, claim.dispensed_on, decision.copay_total,
                         member, rules)
     return decision, adjustments, _apply_adjustments(state, adjustments, member, rules)
@@ -248,41 +276,21 @@ def reimburse(claim: Claim, member: Member | None, rules: Rules, state: MemberSt
     prescription and its flag, the amount capped at the facility's price with the drug's ratio
     and the member's benefit level (no small-visit exemption: the visit is the facility's).
     None when this request was decided before."""
-    if claim.claim_id in state.claims:
-        return None, state
-    if claim.dispense_id in state.dispenses:
-        return _rejected_all(claim, "DUPLICATE_CLAIM"), state
-    problem = _card_problem(claim, member, facts, rules)
-    if problem:
-        decision = _rejected_all(claim, problem)
-        return decision, _record(state, claim, decision)
-    prescribed = prescribed_lines(facts, rules.drugs) if facts is not None else None
-    seen: set[int] = set()
-    verdicts: dict[int, str] = {}
-    for index, line in enumerate(claim.lines):
-        verdicts[index] = _line_problem(line, rules.drugs, prescribed, quoted, seen)
-        if not verdicts[index] and line.line_number not in facts.not_available:
-            verdicts[index] = "NOT_MARKED_NOT_AVAILABLE"
-        seen.add(line.line_number)
+    done, decision, state = _already(claim, member, rules, state, facts)
+    if done:
+        return decision, state
+    verdicts = _verdicts(claim, rules, facts, quoted, flagged_only=True)
     eligible = [(i, l) for i, l in enumerate(claim.lines) if not verdicts[i]]
     amounts: dict[int, LineAmounts] = {}
-    benefit = exempt = 0
+    benefit, exempt = 0, False
     if eligible:
-        day = claim.dispensed_on
-        sale = sale_of(claim.claim_id, [(LineInput(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd),
-                                         rules.drugs[l.drug_code]) for _, l in eligible],
-                       member, rules, day, facility=facts.facility_code, yearly_exempt=state.exempt_on(day))
-        _, _, shared = split_visit([sale], other_costs_vnd=0, rules=rules, visit_day=day, small_visit_exemption=False)
+        sale = _sale(claim, eligible, member, rules, state, facts)
+        _, _, shared = split_visit([sale], other_costs_vnd=0, rules=rules, visit_day=claim.dispensed_on,
+                                   small_visit_exemption=False)
         amounts = {i: a for (i, _), a in zip(eligible, shared[claim.claim_id])}
         exempt = bool(sale.exempt_reason)
         benefit = 100 if exempt else sale.benefit_percent
-    decided = [LineDecision(line.line_number, line.drug_code, REJECTED, verdicts[index], line.quantity,
-                            line.unit_price_vnd, patient_vnd=line.quantity * line.unit_price_vnd)
-               if verdicts[index] else _decide(line, amounts[index]) for index, line in enumerate(claim.lines)]
-    outcomes = {d.outcome for d in decided}
-    overall = CLAIM_APPROVED if outcomes == {APPROVED} else CLAIM_REJECTED if outcomes == {REJECTED} else CLAIM_PARTIAL
-    decision = Decision(claim.claim_id, overall, "" if overall != CLAIM_REJECTED else decided[0].reason,
-                        tuple(decided), benefit, bool(exempt))
+    decision = _decision(claim, verdicts, amounts, benefit, exempt)
     state = _accumulate(_record(state, claim, decision), claim.claim_id, claim.dispensed_on, decision.copay_total,
                         member, rules)
     return decision, state
