@@ -28,7 +28,7 @@ from services.common.national_codes import time_to_claims_xml
 from services.common.progress import Progress
 from services.common.redis_client import connect
 from services.common.topic_reader import read_to_end, topic_size
-from services.common.topics import CLAIMS_ADJUDICATED
+from services.common.topics import CLAIMS, CLAIMS_ADJUDICATED
 from services.insurance import xml130
 from services.insurance.adapters.redis_store import RedisInsuranceStore
 
@@ -60,8 +60,28 @@ def describe(claim: events_pb2.ClaimAdjudicated) -> str:
             f"{claim.fund_total_vnd} patient {claim.patient_total_vnd} | {lines}")
 
 
+def describe_request(request: events_pb2.ReimbursementRequested) -> str:
+    asked = sum(line.fund_vnd for line in request.lines)
+    lines = "; ".join(f"{l.drug_code} x{l.quantity} at {l.unit_price_vnd}: asked {l.fund_vnd}" for l in request.lines)
+    return (f"reimbursement requested {request.reimbursement_id} member {request.member_id} card {request.card_code} "
+            f"invoice {request.invoice_number} pharmacy {request.pharmacy_code} prescription "
+            f"{request.prescription_code} dispensed {dates.from_proto(request.dispensed_on)} asked {asked} | {lines}")
+
+
+def describe_event(envelope) -> str | None:
+    """The line the agency sees for an event of its topics; None for what it does not show
+    (a facility's claim submission shows with its outcome)."""
+    kind = envelope.WhichOneof("payload")
+    if kind == "claim_adjudicated":
+        return describe(envelope.claim_adjudicated)
+    if kind == "reimbursement_requested":
+        return describe_request(envelope.reimbursement_requested)
+    return None
+
+
 def follow(settings: CommonSettings, group: str, max_events: int | None, idle_exit: float | None) -> int:
-    consumer = KafkaConsumer(CLAIMS_ADJUDICATED, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+    """Shows every outcome and every reimbursement request (a patient waiting for BHXH), as they come."""
+    consumer = KafkaConsumer(CLAIMS_ADJUDICATED, CLAIMS, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     seen: set[str] = set()
     count, last = 0, time.monotonic()
@@ -78,7 +98,10 @@ def follow(settings: CommonSettings, group: str, max_events: int | None, idle_ex
                     if envelope.event_id in seen:
                         continue
                     seen.add(envelope.event_id)
-                    print(describe(payload_of(envelope)), flush=True)
+                    shown = describe_event(envelope)
+                    if shown is None:
+                        continue
+                    print(shown, flush=True)
                     count += 1
             if batch:
                 consumer.commit()  # resume after what was shown

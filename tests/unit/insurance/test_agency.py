@@ -70,3 +70,22 @@ def test_the_decision_130_xml_parses_back_to_the_adjudications_totals():
     assert [r["MA_CHUNG_TU"] for r in k77["XML2"]] == ["c-1", "c-2"] and k77["XML2"][0]["NGAY_YL"] == "202611301000"
     total = sum(int(v["XML1"]["T_BHTT"]) for v in visits)
     assert total == sum(c.fund_total_vnd for c in (first, second, other))   # no reversed claim, no refund
+
+
+def test_the_agency_sees_a_reimbursement_request_before_its_decision_and_not_a_facility_submission():
+    from services.common.events import new_envelope
+    request = events_pb2.ReimbursementRequested(
+        reimbursement_id="r-1", member_id="0123456789", card_code="DN4010123456789", invoice_number="HD-0001",
+        pharmacy_code="PH0002", prescription_code="01001abcdefg-c",
+        dispensed_on=common_pb2.Date(year=2026, month=11, day=30),
+        lines=[events_pb2.ClaimLine(line_number=1, drug_code="A10BA02-500T", quantity=60, unit_price_vnd=1_500,
+                                    fund_vnd=57_600)])
+    shown = agency.describe_event(new_envelope(request, key="0123456789", producer="t", correlation_id="c",
+                                               occurred_at=AT))
+    assert shown.startswith("reimbursement requested r-1") and "invoice HD-0001" in shown and "asked 57600" in shown
+    submission = new_envelope(events_pb2.ClaimSubmitted(claim_id="c-1"), key="k", producer="t", correlation_id="c",
+                              occurred_at=AT)
+    assert agency.describe_event(submission) is None
+    decided = new_envelope(outcome("r-1", events_pb2.PAYEE_PATIENT, 57_600), key="k", producer="t",
+                           correlation_id="c", occurred_at=AT)
+    assert agency.describe_event(decided).startswith("reimbursement to the patient r-1")
