@@ -133,21 +133,28 @@ def month_claims(settings: CommonSettings, month: str) -> list[events_pb2.ClaimA
     return [claim for _, claim in sorted(latest.values(), key=lambda item: item[1].claim_id)]
 
 
+def _rows(claims: list[events_pb2.ClaimAdjudicated]):
+    """Per line: (claim, line number, line, reversed, decision time, fund, outcome, reason);
+    a reversed claim pays nothing and says why once for all its lines."""
+    for claim in claims:
+        when = time_to_claims_xml(claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc))
+        reversed_ = claim.outcome == events_pb2.CLAIM_OUTCOME_REVERSED
+        for n, line in enumerate(claim.lines, start=1):
+            yield (claim, n, line, reversed_, when, 0 if reversed_ else line.fund_vnd,
+                   OUTCOME[claim.outcome] if reversed_ else LINE_OUTCOME[line.outcome],
+                   claim.reason_code if reversed_ else line.reason_code)
+
+
 def export_reimbursements(decisions: list[events_pb2.ClaimAdjudicated], out) -> int:
     """The month's reimbursement decisions, one row per line, apart from the facilities' claims."""
     writer = csv.writer(out)
     writer.writerow(REIMBURSEMENT_COLUMNS)
     rows = 0
-    for claim in decisions:
-        when = time_to_claims_xml(claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc))
-        reversed_ = claim.outcome == events_pb2.CLAIM_OUTCOME_REVERSED
-        for n, line in enumerate(claim.lines, start=1):
-            writer.writerow([claim.claim_id, n, claim.member_id, claim.card_code, line.drug_code, line.quantity,
-                             line.unit_price_vnd, line.payment_ratio, line.quantity * line.unit_price_vnd,
-                             0 if reversed_ else line.fund_vnd, claim.invoice_number, claim.pharmacy_code, when,
-                             OUTCOME[claim.outcome] if reversed_ else LINE_OUTCOME[line.outcome],
-                             claim.reason_code if reversed_ else line.reason_code])
-            rows += 1
+    for claim, n, line, _, when, fund, outcome, reason in _rows(decisions):
+        writer.writerow([claim.claim_id, n, claim.member_id, claim.card_code, line.drug_code, line.quantity,
+                         line.unit_price_vnd, line.payment_ratio, line.quantity * line.unit_price_vnd, fund,
+                         claim.invoice_number, claim.pharmacy_code, when, outcome, reason])
+        rows += 1
     return rows
 
 
@@ -155,18 +162,12 @@ def export(claims: list[events_pb2.ClaimAdjudicated], out) -> int:
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     rows = 0
-    for claim in claims:
-        when = time_to_claims_xml(claim.adjudicated_at.ToDatetime(tzinfo=timezone.utc))
-        for n, line in enumerate(claim.lines, start=1):
-            reversed_ = claim.outcome == events_pb2.CLAIM_OUTCOME_REVERSED
-            fund = 0 if reversed_ else line.fund_vnd
-            writer.writerow([claim.claim_id, n, claim.member_id, claim.card_code, line.drug_code, line.quantity,
-                             line.unit_price_vnd, line.payment_ratio, line.quantity * line.unit_price_vnd, fund,
-                             0 if reversed_ else line.copay_vnd, line.quantity * line.unit_price_vnd - fund,
-                             claim.benefit_percent, when,
-                             OUTCOME[claim.outcome] if reversed_ else LINE_OUTCOME[line.outcome],
-                             claim.reason_code if reversed_ else line.reason_code])
-            rows += 1
+    for claim, n, line, reversed_, when, fund, outcome, reason in _rows(claims):
+        price = line.quantity * line.unit_price_vnd
+        writer.writerow([claim.claim_id, n, claim.member_id, claim.card_code, line.drug_code, line.quantity,
+                         line.unit_price_vnd, line.payment_ratio, price, fund, 0 if reversed_ else line.copay_vnd,
+                         price - fund, claim.benefit_percent, when, outcome, reason])
+        rows += 1
     return rows
 
 

@@ -209,12 +209,11 @@ class Prescribing:
         if not await self.deps.store.close_dispensing(event.code, dict(event.lines)):
             raise ValueError(f"dispensing closed for unknown prescription {event.code}")
 
-    async def dispensed(self, code: str) -> dict[int, int]:
-        """What the code has dispensed, as known now (the replace and cancel answers say it)."""
+    async def progress(self, code: str) -> list[tuple[int, int, int]]:
+        """(line, prescribed, dispensed) of the code as known now: the pharmacies' final count
+        once it is closed (the replace and cancel answers say it)."""
         stored = await self.deps.store.get(_valid_code("code", code))
-        if stored is None:
-            return {}
-        return stored.closed_dispensed if stored.closed_dispensed is not None else stored.dispensed
+        return stored.progress() if stored is not None else []
 
     async def refresh_medications(self, code: str) -> None:
         """Rewrites the patient's entries for one prescription from its stored state:

@@ -15,19 +15,10 @@ from services.pharmacy import handlers as pharmacy_handlers
 from services.pharmacy.adapters.events import prescription_of
 from services.pharmacy.domain.errors import Refused
 from services.pharmacy.domain.events import DispensingClosed, PrescriptionClosed, PrescriptionIssued
-from tests.contract.test_pharmacy_store import DRUGS, NOW, MemoryBackend, RedisBackend, command
-from tests.support import empty_redis_database
+from tests.contract.test_pharmacy_store import CONTRACT_DB, DRUGS, NOW, MemoryBackend, RedisBackend, command
+from tests.support import memory_and_redis
 
-CONTRACT_DB = 3
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request):
-    if request.param == "memory":
-        yield MemoryBackend()
-        return
-    async with empty_redis_database(CONTRACT_DB) as client:
-        yield RedisBackend(client)
+backend = memory_and_redis(MemoryBackend, RedisBackend, CONTRACT_DB)
 
 
 class Signatures:

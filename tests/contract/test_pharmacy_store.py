@@ -19,7 +19,7 @@ from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed
                                                  RecordMissing, Reversed, StateChanged)
 from services.pharmacy.domain.errors import Refused
 from services.pharmacy.domain.model import Quote, QuotedAmounts, SoldLine
-from tests.support import empty_redis_database
+from tests.support import memory_and_redis
 from tests.support.memory_pharmacy import MemoryLedgerStore
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
@@ -50,13 +50,7 @@ class MemoryBackend:
         return [(topic, key) for topic, key, _ in map(wire_form, self.store.outbox)]
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request):
-    if request.param == "memory":
-        yield MemoryBackend()
-        return
-    async with empty_redis_database(CONTRACT_DB) as client:
-        yield RedisBackend(client)
+backend = memory_and_redis(MemoryBackend, RedisBackend, CONTRACT_DB)
 
 
 def prescription(*lines, valid_until=date(2026, 12, 4), batch=None):

@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-import pytest
 
 from services.kernel.status import Status
 from services.prescribing.adapters import documents
@@ -17,7 +16,7 @@ from services.prescribing.domain.model import ActiveMedication, Finding, Issued,
     RegisteredPrescriber, Severity
 from services.prescribing.domain.outcomes import AlreadyCancelled, Collision, Done, Duplicate, InState, Missing
 from services.kernel.drugs import Drug
-from tests.support import empty_redis_database
+from tests.support import memory_and_redis
 from tests.support.memory_prescribing import MemoryPrescriptionStore
 from tests.support.drafts import draft, line
 
@@ -44,13 +43,7 @@ class MemoryBackend:
         return len(self.store.outbox)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request):
-    if request.param == "memory":
-        yield MemoryBackend()
-        return
-    async with empty_redis_database(CONTRACT_DB) as client:
-        yield RedisBackend(client)
+backend = memory_and_redis(MemoryBackend, RedisBackend, CONTRACT_DB)
 
 
 def issued(code=None, replaces="", quantity=20) -> Issued:

@@ -99,3 +99,18 @@ async def empty_redis_database(db: int):
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+def memory_and_redis(memory: Callable, redis_backend: Callable, db: int):
+    """A `backend` fixture that runs a contract suite once on the in-memory store and once on
+    Redis (an empty database of its own)."""
+    import pytest
+
+    @pytest.fixture(params=["memory", "redis"])
+    async def backend(request):
+        if request.param == "memory":
+            yield memory()
+            return
+        async with empty_redis_database(db) as client:
+            yield redis_backend(client)
+    return backend

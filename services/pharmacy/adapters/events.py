@@ -51,6 +51,20 @@ def _lines(lines: tuple[SoldLine, ...], pharmacy: str = "") -> list[events_pb2.D
             for l in lines]
 
 
+def _claim_lines(lines: tuple[SoldLine, ...], quote, *, reimbursement: bool) -> list[events_pb2.ClaimLine]:
+    """The sold lines with the quote's amounts: what the fund is asked to pay the facility, or
+    (a reimbursement) the patient, who paid the whole price at the counter."""
+    out = []
+    for l in lines:
+        q = quote.lines[l.line_number]
+        out.append(events_pb2.ClaimLine(
+            line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity, unit_price_vnd=l.unit_price_vnd,
+            payment_ratio=q.payment_ratio, insured_vnd=q.insured_vnd,
+            fund_vnd=q.reimbursable_vnd if reimbursement else q.fund_vnd,
+            patient_vnd=l.quantity * l.unit_price_vnd if reimbursement else q.patient_vnd))
+    return out
+
+
 def wire_form(event: events.Event):
     match event:
         case events.MedicationDispensed():
@@ -64,36 +78,21 @@ def wire_form(event: events.Event):
                 reimbursement_id="" if bhyt else event.claim_id)
         case events.ClaimSubmitted():
             rx = common_pb2.Prescription.FromString(event.prescription.document)
-            amounts = event.quote.lines
             return CLAIMS, event.quote.member_id, events_pb2.ClaimSubmitted(
                 claim_id=event.claim_id, dispense_id=event.dispense_id, quote_id=event.quote.quote_id,
                 member_id=event.quote.member_id, card_code=event.quote.card_code,
                 facility_code=event.prescription.facility_code, pharmacy_code=event.pharmacy,
                 prescription_code=event.prescription.code, dispensed_on=dates.to_proto(event.dispensed_on),
-                prescription=rx,
-                lines=[events_pb2.ClaimLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
-                                            unit_price_vnd=l.unit_price_vnd,
-                                            payment_ratio=amounts[l.line_number].payment_ratio,
-                                            insured_vnd=amounts[l.line_number].insured_vnd,
-                                            fund_vnd=amounts[l.line_number].fund_vnd,
-                                            patient_vnd=amounts[l.line_number].patient_vnd)
-                       for l in event.lines])
+                prescription=rx, lines=_claim_lines(event.lines, event.quote, reimbursement=False))
         case events.ReimbursementRequested():
             rx = common_pb2.Prescription.FromString(event.prescription.document)
-            amounts = event.quote.lines
             return CLAIMS, event.quote.member_id, events_pb2.ReimbursementRequested(
                 reimbursement_id=event.reimbursement_id, dispense_id=event.dispense_id, quote_id=event.quote.quote_id,
                 member_id=event.quote.member_id, card_code=event.quote.card_code,
                 facility_code=event.prescription.facility_code, pharmacy_code=event.pharmacy,
                 prescription_code=event.prescription.code, dispensed_on=dates.to_proto(event.dispensed_on),
                 invoice_number=event.invoice_number, prescription=rx,
-                lines=[events_pb2.ClaimLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
-                                            unit_price_vnd=l.unit_price_vnd,
-                                            payment_ratio=amounts[l.line_number].payment_ratio,
-                                            insured_vnd=amounts[l.line_number].insured_vnd,
-                                            fund_vnd=amounts[l.line_number].reimbursable_vnd,
-                                            patient_vnd=l.quantity * l.unit_price_vnd)
-                       for l in event.lines])
+                lines=_claim_lines(event.lines, event.quote, reimbursement=True))
         case events.DispenseReversed():
             record = event.record
             return DISPENSES, record.code, events_pb2.DispenseReversed(

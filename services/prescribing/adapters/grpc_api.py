@@ -106,13 +106,11 @@ def view_response(view: PrescriptionView) -> prescribing_pb2.GetPrescriptionResp
         prescription=privacy.without_identity(rx) if view.identity_hidden else rx,
         status=mapping.status_to_proto(view.status), replaced_by=stored.replaced_by,
         dispensing_closed=stored.closed_dispensed is not None,
-        lines=_progress(stored.prescribed, stored.dispensed if stored.closed_dispensed is None
-                        else stored.closed_dispensed))
+        lines=progress_lines(stored.progress()))
 
 
-def _progress(prescribed: dict[int, int], dispensed: dict[int, int]) -> list:
-    return [prescribing_pb2.LineProgress(line_number=n, prescribed=q, dispensed=dispensed.get(n, 0))
-            for n, q in sorted(prescribed.items())]
+def progress_lines(progress: list[tuple[int, int, int]]) -> list[prescribing_pb2.LineProgress]:
+    return [prescribing_pb2.LineProgress(line_number=n, prescribed=q, dispensed=d) for n, q, d in progress]
 
 
 def medications_response(entries: list[MedicationEntry]) -> prescribing_pb2.ListPatientMedicationsResponse:
@@ -146,18 +144,15 @@ class PrescribingServicer(prescribing_pb2_grpc.PrescribingServiceServicer):
         async def call():
             issued = await self._h.replace(replace_command(request, caller().identity))
             reply = issued_response(issued, prescribing_pb2.ReplacePrescriptionResponse)
-            old = await self._h.get(GetPrescription(request.code, caller().identity, reader_of(caller())))
-            reply.dispensed.extend(_progress(old.stored.prescribed, await self._h.dispensed(request.code)))
+            reply.dispensed.extend(progress_lines(await self._h.progress(request.code)))
             return reply
         return await self._run(context, call)
 
     async def CancelPrescription(self, request, context):
         async def call():
             done = await self._h.cancel(CancelPrescription(caller().identity, request.code, request.reason))
-            old = await self._h.get(GetPrescription(request.code, caller().identity, reader_of(caller())))
             return prescribing_pb2.CancelPrescriptionResponse(
-                status=mapping.status_to_proto(done),
-                dispensed=_progress(old.stored.prescribed, await self._h.dispensed(request.code)))
+                status=mapping.status_to_proto(done), dispensed=progress_lines(await self._h.progress(request.code)))
         return await self._run(context, call)
 
     async def GetPrescription(self, request, context):

@@ -288,6 +288,12 @@ class StoredPrescription:
     def prescribed(self) -> dict[int, int]:
         return self.prescription.prescribed
 
+    def progress(self) -> list[tuple[int, int, int]]:
+        """(line, prescribed, dispensed): the pharmacies' final count once the code is closed,
+        else the projection of the sales seen so far."""
+        dispensed = self.closed_dispensed if self.closed_dispensed is not None else self.dispensed
+        return [(n, q, dispensed.get(n, 0)) for n, q in sorted(self.prescribed.items())]
+
     def status_on(self, today: date) -> Status:
         return derive(self.recorded_status, self.prescribed, self.dispensed, self.prescription.valid_until, today)
 
