@@ -183,6 +183,8 @@ class Insurance:
                 log.error("claim.adjustment_without_outcome", claim=adjustment.claim_id, by=by_claim)
                 continue
             outcome = adjudication.adjusted(previous, adjustment, by_claim, self.deps.clock())
+            if previous.adjusted_by == by_claim and previous.lines == outcome.lines:
+                outcome = previous   # this claim's event again (a crash before the table kept it): no new revision
             published.append(await self._record(
                 derived_event_id(source_event_id, f"adjusted:{adjustment.claim_id}"), outcome, state))
         return published

@@ -69,6 +69,50 @@ def test_every_process_serves_its_metrics_after_the_story(system):
     assert float(count.split()[-1]) >= 2
 
 
+def test_a_replacement_tells_the_prescriber_what_was_sold_and_the_pharmacy_sells_only_the_rest(system):
+    """Issue 11 (4, 5) through the running system: 12 of 30 sold, the prescription replaced (the
+    whole treatment); the prescriber hears 12 in the answer and as the pharmacies' final count;
+    the old code is refused naming its successor; the successor sells 18, not 30."""
+    from eprescription.common.v1 import common_pb2 as common
+    from services.common.grpc_errors import details_of
+    story = Story(system.settings, out=lambda line: None)
+    patient, card = story.register_member()
+    lines = [("C10AA07-10T", 30, "1", 1, 30)]
+    old = story.issue("prescriber-hospital-a", story.draft(patient, card, lines,
+                                                           diagnoses=(("E78.0", "Tăng cholesterol máu"),))).prescription
+    story.eventually("the prescription at the pharmacy", lambda: story.at_pharmacy(old.code))
+    story.sell("pharmacy-a", old.code, [(1, "C10AA07-10T", 12, 15_800)])
+
+    def seen_by_prescribing():
+        got = story.prescribing.GetPrescription(prescribing_pb2.GetPrescriptionRequest(code=old.code),
+                                                metadata=story.md["prescriber-hospital-a"])
+        return got.lines[0].dispensed == 12
+    story.eventually("the sale seen by prescribing", seen_by_prescribing)
+    replaced = story.prescribing.ReplacePrescription(prescribing_pb2.ReplacePrescriptionRequest(
+        client_request_id=f"r-{old.code}", code=old.code, reason="đổi liều",
+        draft=story.draft(patient, card, lines, diagnoses=(("E78.0", "Tăng cholesterol máu"),))),
+        metadata=story.md["prescriber-hospital-a"], timeout=10)
+    assert [(d.line_number, d.prescribed, d.dispensed) for d in replaced.dispensed] == [(1, 30, 12)]
+    new = replaced.prescription.code
+
+    def final_count():
+        got = story.prescribing.GetPrescription(prescribing_pb2.GetPrescriptionRequest(code=old.code),
+                                                metadata=story.md["prescriber-hospital-a"])
+        return got if got.dispensing_closed else None
+    closed = wait_until(final_count, timeout=120, interval=0.5, message="the pharmacies' final count")
+    assert [(d.line_number, d.dispensed) for d in closed.lines] == [(1, 12)]
+    refused = story.sell("pharmacy-a", old.code, [(1, "C10AA07-10T", 1, 15_800)], expect_error=True)
+    info = [d for d in details_of(refused) if hasattr(d, "reason")]
+    assert info[0].reason == "PRESCRIPTION_REPLACED" and info[0].metadata["replaced_by"] == new
+    looked = story.pharmacy.LookupPrescription(pharmacy_pb2.LookupPrescriptionRequest(code=old.code),
+                                               metadata=story.md["pharmacy-a"])
+    assert looked.replaced_by == new and looked.status == common.PRESCRIPTION_STATUS_REPLACED
+    story.eventually("the successor at the pharmacy", lambda: story.at_pharmacy(new))
+    over = story.sell("pharmacy-a", new, [(1, "C10AA07-10T", 19, 15_800)], expect_error=True)
+    assert over.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert story.sell("pharmacy-a", new, [(1, "C10AA07-10T", 18, 15_800)]).lines[0].remaining == 0
+
+
 POS_RETRY_BACKOFF_SECONDS = 0.3  # how long a point-of-sale client waits before it retries
 
 

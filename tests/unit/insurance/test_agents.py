@@ -165,3 +165,30 @@ async def test_the_adjudicator_dead_letters_what_it_cannot_use_and_goes_on(rules
     assert "not an EventEnvelope" in errors[0] and "does not belong on the claims topic" in errors[1]
     assert "needs the member id as its key" in errors[2]
     assert payload_of(decode(w.sent[0].value)).claim_id == "c2"
+
+
+async def test_a_claim_redelivered_before_its_state_was_kept_adjusts_the_visit_once(rules):
+    """kill -9 after the outcomes were saved but before the member's table record: the claim
+    comes again with the old state; the earlier claims it adjusted keep their revision."""
+    from services.insurance.domain.adjudication import Claim, ClaimLine
+    from services.insurance.domain.events import ClaimSubmitted
+    store = MemoryInsuranceStore()
+    handlers = Insurance(Dependencies(store, rules, lambda: NOW))
+    m = member(4)
+    store.members[m.member_id] = m
+    store.prescriptions["01001abcdefg-c"] = prescription_facts((1, "J01CR02-1GT", 14), (2, "M01AE01-400T", 15),
+                                                                encounter="K-1", other_costs=150_000)
+
+    def event(n, *lines):
+        claim = Claim(f"c{n}", f"d{n}", m.member_id, m.cards[0].card_code, "01001abcdefg-c", NOW.date(),
+                      tuple(ClaimLine(*line, 0) for line in lines), "PH0001")
+        return ClaimSubmitted(f"e{n}", claim, "", None)
+    state = MemberState()
+    for n, line in ((1, (2, "M01AE01-400T", 10, 1_800)), (2, (2, "M01AE01-400T", 5, 1_800))):
+        _, state = await handlers.on_claim_submitted(event(n, line), state)
+    crossing = event(3, (1, "J01CR02-1GT", 14, 16_200))
+    first, _ = await handlers.on_claim_submitted(crossing, state)
+    again, _ = await handlers.on_claim_submitted(crossing, state)      # the table never kept the first
+    assert [(o.event_id, o.adjudication.revision) for o in again] == [(o.event_id, o.adjudication.revision)
+                                                                      for o in first]
+    assert [store.claims[c].revision for c in ("c1", "c2")] == [1, 1]
