@@ -13,11 +13,11 @@ from services.kernel.calendar import local_day
 from services.kernel.drugs import Drug
 from services.kernel.protected import DEFAULT as DEFAULT_PROTECTED, ProtectedHealth
 from services.pharmacy.domain import dispensing
-from services.pharmacy.domain.commands import DispenseMedication, LookupPrescription, ReverseDispense
+from services.pharmacy.domain.commands import DispenseMedication, ListDispenses, LookupPrescription, ReverseDispense
 from services.pharmacy.domain.dispensing import AlreadyReversed, RecordMissing, Reversed
-from services.pharmacy.domain.errors import NotFound
+from services.pharmacy.domain.errors import NotFound, NotPermitted
 from services.pharmacy.domain.events import DispensingClosed, PrescriptionClosed, PrescriptionIssued
-from services.pharmacy.domain.model import DispenseResult, LookupResult, ReversalResult
+from services.pharmacy.domain.model import DispenseRecord, DispenseResult, LookupResult, ReversalResult
 from services.pharmacy.ports import Insurance, LedgerStore, SignatureCheck
 
 log = structlog.get_logger("pharmacy")
@@ -70,6 +70,17 @@ class Pharmacy:
             log.info("dispense.accepted", code=command.code, dispense=plan.receipt.dispense_id,
                      pharmacy=command.pharmacy, lines=len(command.lines), payer="bhyt" if quote else "self")
         return result
+
+    async def dispenses(self, query: ListDispenses) -> list[DispenseRecord]:
+        """Every sale under a code. Any pharmacy may see them (as it may look the code up); a
+        prescriber only those of a prescription its facility issued."""
+        code = dispensing.valid_code(query.code)
+        ledger = await self.deps.store.ledger(code)
+        if ledger is None:
+            raise NotFound(f"no prescription {code}")
+        if query.reader_role == "prescriber" and ledger.prescription.facility_code != query.reader:
+            raise NotPermitted("NOT_ISSUING_FACILITY", f"{code} was issued by another facility")
+        return await self.deps.store.dispenses(code)
 
     async def reverse(self, command: ReverseDispense) -> ReversalResult:
         code = dispensing.check_reversal_request(command)

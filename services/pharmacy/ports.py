@@ -48,6 +48,9 @@ class LedgerStore(Protocol):
 
     async def dispense_record(self, code: str, dispense_id: str) -> DispenseRecord | None: ...
 
+    async def dispenses(self, code: str) -> list[DispenseRecord]:
+        """Every sale under the code, reversed ones included, oldest first."""
+
     async def reverse(self, plan: ReversalPlan) -> ReverseOutcome: ...
 
 

@@ -233,6 +233,40 @@ async def test_reversal_by_the_same_pharmacy_within_24_hours_restores_once(pharm
     assert reason_of(err) == "REVERSAL_WINDOW_ENDED"
 
 
+async def test_the_sales_of_a_code_are_listed_for_pharmacies_and_its_issuing_facility(pharmacy):
+    stub, tokens, clock, handlers = pharmacy
+    rx = await ready(handlers)
+    first = await stub.DispensePrescription(sale(rx.code, (1, "N02BE01-500T", 12, 1_050, False)),
+                                            metadata=auth(tokens, "pharmacy-a"))
+    clock.advance(hours=1)
+    second = await stub.DispensePrescription(sale(rx.code, (1, "N02BE01-500T", 3, 1_100, False),
+                                                  (2, "J01CR02-1GT", 14, 16_200, False)),
+                                             metadata=auth(tokens, "pharmacy-b"))
+    await stub.ReverseDispense(pb.ReverseDispenseRequest(dispense_id=first.dispense_id, reason="returned"),
+                               metadata=auth(tokens, "pharmacy-a"))
+    for reader in ("pharmacy-b", "prescriber-hospital-a", "operator"):
+        reply = await stub.ListDispenses(pb.ListDispensesRequest(code=rx.code.upper()), metadata=auth(tokens, reader))
+        assert reply.code == rx.code
+        assert [(d.dispense_id, d.pharmacy_code) for d in reply.dispenses] == [(first.dispense_id, "PH0001"),
+                                                                               (second.dispense_id, "PH0002")]
+        assert [[(l.line_number, l.drug_code, l.quantity, l.unit_price_vnd) for l in d.lines]
+                for d in reply.dispenses] == [[(1, "N02BE01-500T", 12, 1_050)],
+                                              [(1, "N02BE01-500T", 3, 1_100), (2, "J01CR02-1GT", 14, 16_200)]]
+        assert reply.dispenses[0].HasField("reversed_at") and not reply.dispenses[1].HasField("reversed_at")
+        gap = reply.dispenses[1].dispensed_at.ToDatetime() - reply.dispenses[0].dispensed_at.ToDatetime()
+        assert gap.total_seconds() == 3600
+    err = await refused(stub.ListDispenses(pb.ListDispensesRequest(code=rx.code),
+                                           metadata=auth(tokens, "prescriber-hospital-b")),
+                        grpc.StatusCode.PERMISSION_DENIED)
+    assert reason_of(err) == "NOT_ISSUING_FACILITY"
+    await refused(stub.ListDispenses(pb.ListDispensesRequest(code=rx.code), metadata=auth(tokens, "insurer")),
+                  grpc.StatusCode.PERMISSION_DENIED)
+    await refused(stub.ListDispenses(pb.ListDispensesRequest(code="01001zzzzzzz-c"), metadata=auth(tokens, "pharmacy-a")),
+                  grpc.StatusCode.NOT_FOUND)
+    assert (await stub.ListDispenses(pb.ListDispensesRequest(code=(await ready(handlers)).code),
+                                     metadata=auth(tokens, "pharmacy-a"))).dispenses == []
+
+
 async def outbox_events(handlers, code):
     """The events the sales of `code` appended to the pharmacy's outbox, by payload kind."""
     store = handlers.deps.store

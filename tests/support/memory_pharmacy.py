@@ -98,6 +98,9 @@ class MemoryLedgerStore:
         record = self.records.get(dispense_id)
         return record if record is not None and record.code == code else None
 
+    async def dispenses(self, code: str) -> list[DispenseRecord]:
+        return [r for r in self.records.values() if r.code == code]
+
     async def reverse(self, plan: ReversalPlan) -> ReverseOutcome:
         record = self.records.get(plan.record.dispense_id)
         if record is None:

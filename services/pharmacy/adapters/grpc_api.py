@@ -12,10 +12,11 @@ from services.common.grpc_errors import FieldViolation, RpcFailure, abort
 from services.common.grpc_server import ServiceBinding
 from services.common.request_context import caller
 from services.kernel.status import Status
-from services.pharmacy.domain.commands import DispenseMedication, LookupPrescription, ReverseDispense
+from services.pharmacy.domain.commands import DispenseMedication, ListDispenses, LookupPrescription, ReverseDispense
 from services.pharmacy.domain.errors import (InsuranceUnavailable, InvalidRequest, NotFound, NotPermitted,
                                              PharmacyError, Refused, RequestConflict)
-from services.pharmacy.domain.model import DispenseResult, Ledger, LookupResult, ReversalResult, SoldLine
+from services.pharmacy.domain.model import (DispenseRecord, DispenseResult, Ledger, LookupResult, ReversalResult,
+                                            SoldLine)
 from services.pharmacy.handlers import Pharmacy
 
 SERVICE_NAME = pharmacy_pb2.DESCRIPTOR.services_by_name["PharmacyService"].full_name
@@ -24,6 +25,7 @@ METHOD_ROLES = {
     "LookupPrescription": frozenset({Role.PHARMACY, Role.OPERATOR}),
     "DispensePrescription": frozenset({Role.PHARMACY}),
     "ReverseDispense": frozenset({Role.PHARMACY}),
+    "ListDispenses": frozenset({Role.PHARMACY, Role.PRESCRIBER, Role.OPERATOR}),
 }
 STATUS = {Status.ACTIVE: common_pb2.PRESCRIPTION_STATUS_ACTIVE,
           Status.PARTIALLY_DISPENSED: common_pb2.PRESCRIPTION_STATUS_PARTIALLY_DISPENSED,
@@ -106,6 +108,20 @@ def reverse_response(result: ReversalResult) -> pharmacy_pb2.ReverseDispenseResp
                                                 lines=_ledger_lines(result.ledger, drug_codes=False))
 
 
+def dispenses_response(code: str, records: list[DispenseRecord]) -> pharmacy_pb2.ListDispensesResponse:
+    response = pharmacy_pb2.ListDispensesResponse(code=code)
+    for record in records:
+        sale = response.dispenses.add(
+            dispense_id=record.dispense_id, pharmacy_code=record.pharmacy, claim_id=record.claim_id,
+            lines=[pharmacy_pb2.DispenseLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
+                                             unit_price_vnd=l.unit_price_vnd, substitution=l.substitution)
+                   for l in record.lines])
+        sale.dispensed_at.FromDatetime(record.dispensed_at)
+        if record.reversed_at is not None:
+            sale.reversed_at.FromDatetime(record.reversed_at)
+    return response
+
+
 class PharmacyServicer(pharmacy_pb2_grpc.PharmacyServiceServicer):
     def __init__(self, handlers: Pharmacy):
         self._h = handlers
@@ -124,6 +140,15 @@ class PharmacyServicer(pharmacy_pb2_grpc.PharmacyServiceServicer):
 
     async def ReverseDispense(self, request, context):
         return await self._run(context, lambda: self._reverse(request))
+
+    async def ListDispenses(self, request, context):
+        return await self._run(context, lambda: self._dispenses(request))
+
+    async def _dispenses(self, request):
+        who = caller()
+        query = ListDispenses(request.code, who.role.value, who.identity)
+        records = await self._h.dispenses(query)
+        return dispenses_response(query.code.strip().lower(), records)
 
     async def _lookup(self, request):
         return lookup_response(await self._h.lookup(LookupPrescription(request.code)))

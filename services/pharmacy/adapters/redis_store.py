@@ -156,7 +156,8 @@ class RedisLedgerStore:
                 self._idem_key(command.code, command.pharmacy, command.idempotency_key),
                 self._sale_key(command.code, plan.receipt.dispense_id)]
         args = json.dumps({"fingerprint": command.fingerprint(), "receipt": receipt_json(plan.receipt),
-                           "record": record_json(plan.record), "today": plan.today.isoformat(),
+                           "record": record_json(plan.record), "dispense_id": plan.receipt.dispense_id,
+                           "today": plan.today.isoformat(),
                            "lines": [list(q) for q in plan.quantities]})
         reply = await self._dispense(keys, [args], [events.encode(e) for e in plan.events])
         return _dispense_outcome(_decode(reply))
@@ -164,6 +165,17 @@ class RedisLedgerStore:
     async def dispense_record(self, code: str, dispense_id: str) -> DispenseRecord | None:
         doc, reversed_at = await self.redis.hmget(self._sale_key(code, dispense_id), ["doc", "reversed_at"])
         return record_of(doc, reversed_at) if doc else None
+
+    async def dispenses(self, code: str) -> list[DispenseRecord]:
+        listed = await self.redis.hget(self.ledger_key(code), "sales")
+        ids = _text(listed).split() if listed else []
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for dispense_id in ids:
+                pipe.hmget(self._sale_key(code, dispense_id), ["doc", "reversed_at"])
+            rows = await pipe.execute()
+        return [record_of(doc, reversed_at) for doc, reversed_at in rows if doc]
 
     async def reverse(self, plan: ReversalPlan) -> ReverseOutcome:
         code = plan.record.code

@@ -33,6 +33,13 @@ class DispenseMedication:
 
 
 @dataclass(frozen=True)
+class ListDispenses:
+    code: str
+    reader_role: str                   # pharmacy, prescriber or operator
+    reader: str                        # the caller's identity: a pharmacy or facility code
+
+
+@dataclass(frozen=True)
 class ReverseDispense:
     dispense_id: str
     pharmacy: str

@@ -3,7 +3,8 @@
 -- quantities, keeps the receipt under the key, keeps the sale's record and appends its events.
 -- Every check comes before the first write: Redis does not roll a script back.
 -- KEYS: outbox, ledger, idempotency record, sale record.
--- ARGV[1]: {fingerprint, receipt, record, today, lines = {{line, quantity}}}; then the events (outbox prelude).
+-- ARGV[1]: {fingerprint, receipt, record, dispense_id, today, lines = {{line, quantity}}}; then the events
+-- (outbox prelude). The ledger's `sales` field lists the code's sales, oldest first.
 -- Returns a JSON outcome: applied | duplicate | refused | missing.
 local outbox, ledger, idem, sale = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local a = cjson.decode(ARGV[1])
@@ -49,6 +50,7 @@ for i = 1, #fields, 2 do
 end
 local remaining = cjson.encode(after)
 redis.call('HSET', sale, 'doc', a.record)
+redis.call('HSET', ledger, 'sales', (redis.call('HGET', ledger, 'sales') or '') .. a.dispense_id .. ' ')
 redis.call('HSET', idem, 'fp', a.fingerprint, 'receipt', a.receipt, 'remaining', remaining)
 outbox_append(outbox)
 return cjson.encode({outcome = 'applied', remaining = remaining})
