@@ -6,14 +6,16 @@ PY := $(VENV)/bin/python
 GEN := build/gen
 KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/local/kafka/pom.xml)
 KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
+HAPI_VERSION := $(shell sed -n 's:.*<hapi.version>\(.*\)</hapi.version>.*:\1:p' deploy/local/fhir-validator/pom.xml)
+FHIR_VALIDATOR_LIBS := .cache/hapi-fhir-$(HAPI_VERSION)/libs
 PROTOS := $(shell find protos -name '*.proto')
 SUPERVISE := $(PY) deploy/local/supervise.py
 # `make test` runs on its own ports and run folder, so it never disturbs a `make run`.
 TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CONTROLLER_PORT=19093 \
             EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
-            EPRX_INSURANCE_PORT=51053 EPRX_LOG_FORMAT=json
+            EPRX_INSURANCE_PORT=51053 EPRX_FHIR_PORT=51080 EPRX_LOG_FORMAT=json
 
-.PHONY: install protos kafka-jars redis-bin credentials topics run up down status grpcurl demo bench \
+.PHONY: install protos kafka-jars fhir-validator redis-bin credentials topics run up down status grpcurl demo bench \
         test test-unit test-integration test-clean-slate fuzz clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin
@@ -42,6 +44,17 @@ $(KAFKA_LIBS)/.stamp: deploy/local/kafka/pom.xml
 	rm -rf $(KAFKA_LIBS)
 	mvn -q -B -Dstyle.color=never -f deploy/local/kafka/pom.xml package -Dlibs.dir=$(CURDIR)/$(KAFKA_LIBS)
 	rm -rf deploy/local/kafka/target
+	@touch $@
+
+# The HAPI FHIR validator's jars, for the test that validates the facade's resources offline.
+fhir-validator: $(FHIR_VALIDATOR_LIBS)/.stamp
+
+$(FHIR_VALIDATOR_LIBS)/.stamp: deploy/local/fhir-validator/pom.xml
+	@command -v java >/dev/null || { echo "Java 17 is required for the FHIR validator"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch the FHIR validator"; exit 1; }
+	rm -rf $(FHIR_VALIDATOR_LIBS)
+	mvn -q -B -Dstyle.color=never -f deploy/local/fhir-validator/pom.xml package -Dlibs.dir=$(CURDIR)/$(FHIR_VALIDATOR_LIBS)
+	rm -rf deploy/local/fhir-validator/target
 	@touch $@
 
 redis-bin:
@@ -97,7 +110,7 @@ test-integration: test-clean-slate
 	@set +e; $(TEST_ENV) $(PY) -m pytest tests/contract tests/integration -q; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc
 
-test: test-clean-slate
+test: test-clean-slate fhir-validator
 	@$(TEST_ENV) $(SUPERVISE) up --infra-only
 	@set +e; $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc

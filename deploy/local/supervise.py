@@ -186,6 +186,10 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
             port = getattr(settings.ports, process.grpc_service)
             services.append(Proc(process.name, [py, *process.module_args], grpc_ready(port), ports=(port, *ports),
                                  env=env))
+        elif process.http_port:
+            port = getattr(settings.ports, process.http_port)
+            services.append(Proc(process.name, [py, *process.module_args], http_ready(port), ports=(port, *ports),
+                                 env=env))
         else:
             services.append(Proc(process.name, [py, *process.module_args], ports=ports, env=env))
     return stages + [services]
@@ -200,6 +204,13 @@ def grpc_ready(port: int) -> Callable[[], bool]:
     def probe() -> bool:
         from services.common.grpc_server import is_serving
         return is_serving(f"127.0.0.1:{port}")
+    return probe
+
+
+def http_ready(port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        from services.fhir.config import is_serving
+        return is_serving(port)
     return probe
 
 
@@ -322,6 +333,7 @@ class Supervisor:
         if not self.infra_only:
             for service in topology.SERVICES:
                 self.say("supervisor", f"{service:>12} gRPC 127.0.0.1:{getattr(s.ports, service)}")
+            self.say("supervisor", f"{'FHIR R4':>12} http://127.0.0.1:{s.ports.fhir}/fhir")
             for name, port in topology.metrics_ports(metrics_base_port()).items():
                 if port:
                     self.say("supervisor", f"{name:>20} metrics http://127.0.0.1:{port}/metrics")

@@ -76,6 +76,7 @@ class Ports:
     prescribing: int
     pharmacy: int
     insurance: int
+    fhir: int
 
     @classmethod
     def from_env(cls, env: Env) -> "Ports":
@@ -87,6 +88,7 @@ class Ports:
             prescribing=port("PRESCRIBING_PORT", 50051),
             pharmacy=port("PHARMACY_PORT", 50052),
             insurance=port("INSURANCE_PORT", 50053),
+            fhir=port("FHIR_PORT", 8180),
         )
 
 

@@ -40,13 +40,18 @@ DISPENSE_TO_ADJUDICATED = Histogram("eprx_dispense_to_adjudicated_seconds",
                                     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0))
 REDIS_IN_USE = Gauge("eprx_redis_connections_in_use", "Connections of the process's Redis pool in use")
 REDIS_POOL_SIZE = Gauge("eprx_redis_pool_size", "Connections the process's Redis pool may open")
+HTTP_REQUESTS = Counter("http_server_requests_total", "HTTP requests answered (the FHIR facade), by route and status",
+                        ("method", "route", "code"))
+HTTP_SECONDS = Histogram("http_server_request_duration_seconds", "Time to answer an HTTP request (the FHIR facade)",
+                         ("method", "route"), buckets=LATENCY_BUCKETS)
 
 # Every name the code exports, for the dashboard's check (deploy/grafana).
 EXPORTED = ("grpc_server_started_total", "grpc_server_handled_total", "grpc_server_handling_seconds",
             "grpc_client_started_total", "grpc_client_handled_total", "grpc_client_handling_seconds",
             "eprx_consumer_lag_messages", "eprx_outbox_depth_entries", "eprx_outbox_oldest_age_seconds",
             "eprx_dead_letters_total", "eprx_outbox_dead_entries_total", "eprx_dispense_to_adjudicated_seconds",
-            "eprx_redis_connections_in_use", "eprx_redis_pool_size")
+            "eprx_redis_connections_in_use", "eprx_redis_pool_size", "http_server_requests_total",
+            "http_server_request_duration_seconds")
 
 
 def split_method(full_method: str) -> tuple[str, str]:

@@ -2,7 +2,8 @@
 
 The national prescription system numbers sex 1 unknown, 2 male, 3 female and writes dates
 d/m/Y; the BHYT claims XML numbers sex 1 male, 2 female, 3 unknown and writes times
-yyyymmddHHMM. Inside the platform sex is the common.v1.Sex enum and times are aware datetimes."""
+yyyymmddHHMM; FHIR's administrative gender is male, female, other, unknown (other, which
+neither national system has, is taken as unknown: the claims XML's 3, "not determined"). Inside the platform sex is the common.v1.Sex enum and times are aware datetimes."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -22,6 +23,20 @@ def sex_to_prescription_system(sex: int) -> int:
 
 def sex_from_prescription_system(code: int) -> int:
     return {v: k for k, v in _TO_PRESCRIPTION_SYSTEM.items()}[code]
+
+
+_TO_FHIR = {common_pb2.SEX_MALE: "male", common_pb2.SEX_FEMALE: "female", common_pb2.SEX_UNKNOWN: "unknown"}
+_FROM_FHIR = {"male": common_pb2.SEX_MALE, "female": common_pb2.SEX_FEMALE, "other": common_pb2.SEX_UNKNOWN,
+              "unknown": common_pb2.SEX_UNKNOWN}
+
+
+def sex_to_fhir(sex: int) -> str:
+    return _TO_FHIR.get(sex, "unknown")
+
+
+def sex_from_fhir(code: str) -> int | None:
+    """None: not a FHIR administrative-gender code."""
+    return _FROM_FHIR.get(code)
 
 
 def sex_to_claims_xml(sex: int) -> int:

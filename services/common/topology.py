@@ -12,6 +12,7 @@ class Process:
     name: str
     module_args: tuple[str, ...]      # what follows `python`
     grpc_service: str | None = None   # the service whose gRPC port tells it is ready
+    http_port: str | None = None      # or the port (a Ports field) where GET /fhir/metadata answers
 
 
 def metrics_ports(base: int) -> dict[str, int]:
@@ -26,4 +27,5 @@ def application() -> list[Process]:
         processes.append(Process(f"{service}-relay", ("-m", "services.common.outbox_relay", service)))
         processes.append(Process(f"{service}-worker",
                                  ("-m", f"services.{service}.worker", "worker", "-l", "warn", "--without-web")))
+    processes.append(Process("fhir", ("-m", "services.fhir.app"), http_port="fhir"))
     return processes

@@ -64,6 +64,7 @@ def templates(seeds: Seeds) -> dict[str, object]:
         "DispensePrescription": pharmacy_pb2.DispensePrescriptionRequest(
             idempotency_key="fuzz", code=code, self_pay=True, lines=[line]),
         "ReverseDispense": pharmacy_pb2.ReverseDispenseRequest(dispense_id=seeds.dispense_ids[0], reason="error"),
+        "ListDispenses": pharmacy_pb2.ListDispensesRequest(code=code),
         "CheckEligibility": insurance_pb2.CheckEligibilityRequest(card_identifier=card),
         "QuoteCoverage": insurance_pb2.QuoteCoverageRequest(
             card_identifier=card, lines=[insurance_pb2.QuoteLine(line_number=1, drug_code="N02BE01-500T",

@@ -8,6 +8,7 @@ import pytest
 from services.common import topology
 from services.common.config import CommonSettings
 from tests.support.prescribing_fixtures import start_process, stop_process
+from services.fhir.config import is_serving as fhir_serving
 from tests.support import free_port, serving, wait_until
 
 
@@ -25,9 +26,11 @@ class System:
         # Its own relay identity: a relay left by another test must not share its leases.
         self.procs[name] = start_process(self.commands()[name], env={
             "EPRX_REPLICA": "e2e", "EPRX_METRICS_PORT": str(self.metrics_ports[name])})
-        if name in topology.SERVICES:
-            port = getattr(self.settings.ports, name)
-            wait_until(lambda: serving(port) or self.procs[name].poll() is not None, timeout=60, message=name)
+        process = next(p for p in topology.application() if p.name == name)
+        if process.grpc_service or process.http_port:
+            port = getattr(self.settings.ports, process.grpc_service or process.http_port)
+            ready = serving if process.grpc_service else fhir_serving
+            wait_until(lambda: ready(port) or self.procs[name].poll() is not None, timeout=60, message=name)
             assert self.procs[name].poll() is None, f"{name} died"
 
     def kill(self, name: str) -> None:

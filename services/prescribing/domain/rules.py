@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Callable
 
 from services.kernel import icd10
+from services.kernel.calendar import months_between
 from services.kernel.drugs import ControlledClass, Drug
 from services.prescribing.domain.model import (Batch, Draft, Line, Patient, ReferenceData, RxType, Violation)
 
@@ -22,11 +23,6 @@ MAX_LINES = 50
 COUNTABLE_UNITS = frozenset({"tablet", "capsule", "sachet", "ampoule", "vial", "ml", "suppository"})
 
 IcdCheck = Callable[[str], bool]
-
-
-def months_between(born: date, on: date) -> int:
-    months = (on.year - born.year) * 12 + (on.month - born.month)
-    return months - (1 if on.day < born.day else 0)
 
 
 DOSE = re.compile(r"^\d{1,4}(\.\d{1,3})?$")   # units per administration: plain decimal text, at most 9999.999
