@@ -13,7 +13,7 @@ SUPERVISE := $(PY) deploy/local/supervise.py
 # `make test` runs on its own ports and run folder, so it never disturbs a `make run`.
 TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CONTROLLER_PORT=19093 \
             EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
-            EPRX_INSURANCE_PORT=51053 EPRX_FHIR_PORT=51080 EPRX_LOG_FORMAT=json
+            EPRX_INSURANCE_PORT=51053 EPRX_FHIR_PORT=51080 EPRX_INSURANCE_INTERNAL_PORT=51063 EPRX_LOG_FORMAT=json
 
 .PHONY: install protos kafka-jars fhir-validator redis-bin credentials topics run up down status grpcurl demo bench \
         test test-unit test-integration test-clean-slate fuzz clean

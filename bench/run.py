@@ -181,8 +181,8 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
     # A lifecycle ends in a claim: the sale is made at the prescribing facility's own dispensary
     # (pharmacy-a, PH0001); a retail pharmacy's BHYT sale would be cash and claim nothing.
     dispensary = pharmacies[0]
-    rx_channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.ports.prescribing}")
-    ph_channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.ports.pharmacy}")
+    rx_channel = settings.pki.aio_channel(f"127.0.0.1:{settings.ports.prescribing}")
+    ph_channel = settings.pki.aio_channel(f"127.0.0.1:{settings.ports.pharmacy}")
     prescribing = prescribing_pb2_grpc.PrescribingServiceStub(rx_channel)
     pharmacy = pharmacy_pb2_grpc.PharmacyServiceStub(ph_channel)
     lat = defaultdict(list)

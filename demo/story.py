@@ -64,9 +64,10 @@ class Story:
         self.md = {label: (("authorization", f"Bearer {token}"), ("x-correlation-id", f"demo-{uuid.uuid4().hex[:8]}"))
                    for label, token in tokens.items()}
         ports = settings.ports
-        self.prescribing = prescribing_pb2_grpc.PrescribingServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.prescribing}"))
-        self.pharmacy = pharmacy_pb2_grpc.PharmacyServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.pharmacy}"))
-        self.insurance = insurance_pb2_grpc.InsuranceServiceStub(grpc.insecure_channel(f"127.0.0.1:{ports.insurance}"))
+        pki = settings.pki   # TLS, trusting the run's CA (plaintext only under EPRX_PLAINTEXT_DEV=1)
+        self.prescribing = prescribing_pb2_grpc.PrescribingServiceStub(pki.channel(f"127.0.0.1:{ports.prescribing}"))
+        self.pharmacy = pharmacy_pb2_grpc.PharmacyServiceStub(pki.channel(f"127.0.0.1:{ports.pharmacy}"))
+        self.insurance = insurance_pb2_grpc.InsuranceServiceStub(pki.channel(f"127.0.0.1:{ports.insurance}"))
         self.today = local_day(datetime.now(VIETNAM))
         self.results: dict = {}
 

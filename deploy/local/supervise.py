@@ -163,7 +163,11 @@ def redis_argv(settings: CommonSettings) -> list[str]:
 def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
     py = sys.executable
     kafka_console = lambda line: any(w in line for w in (" WARN ", " ERROR ", "Kafka version", "Server started"))  # noqa: E731
-    stages = [
+    stages = []
+    if settings.pki.enabled:   # before anything that serves TLS
+        stages.append([Proc("certificates", [py, "-m", "services.common.tls", str(settings.pki.directory)],
+                            oneshot=True)])
+    stages += [
         [Proc("kafka", prepare_kafka(settings), kafka_ready(settings), console_filter=kafka_console,
               ports=(settings.ports.kafka, settings.ports.kafka_controller)),
          Proc("redis", redis_argv(settings), redis_ready(settings), ports=(settings.ports.redis,))],
@@ -184,12 +188,14 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
         ports = (metrics[process.name],) if metrics[process.name] else ()
         if process.grpc_service:
             port = getattr(settings.ports, process.grpc_service)
-            services.append(Proc(process.name, [py, *process.module_args], grpc_ready(port), ports=(port, *ports),
-                                 env=env))
+            if process.grpc_service == "insurance" and settings.pki.enabled:
+                ports = (settings.ports.insurance_internal, *ports)
+            services.append(Proc(process.name, [py, *process.module_args], grpc_ready(port, settings),
+                                 ports=(port, *ports), env=env))
         elif process.http_port:
             port = getattr(settings.ports, process.http_port)
-            services.append(Proc(process.name, [py, *process.module_args], http_ready(port), ports=(port, *ports),
-                                 env=env))
+            services.append(Proc(process.name, [py, *process.module_args], http_ready(port, settings),
+                                 ports=(port, *ports), env=env))
         else:
             services.append(Proc(process.name, [py, *process.module_args], ports=ports, env=env))
     return stages + [services]
@@ -200,17 +206,17 @@ def metrics_base_port() -> int:
     return int(os.environ.get("EPRX_METRICS_BASE_PORT", "9400"))
 
 
-def grpc_ready(port: int) -> Callable[[], bool]:
+def grpc_ready(port: int, settings: CommonSettings) -> Callable[[], bool]:
     def probe() -> bool:
         from services.common.grpc_server import is_serving
-        return is_serving(f"127.0.0.1:{port}")
+        return is_serving(f"127.0.0.1:{port}", settings.pki if settings.pki.enabled else None)
     return probe
 
 
-def http_ready(port: int) -> Callable[[], bool]:
+def http_ready(port: int, settings: CommonSettings) -> Callable[[], bool]:
     def probe() -> bool:
         from services.fhir.config import is_serving
-        return is_serving(port)
+        return is_serving(port, settings.pki)
     return probe
 
 
@@ -333,7 +339,12 @@ class Supervisor:
         if not self.infra_only:
             for service in topology.SERVICES:
                 self.say("supervisor", f"{service:>12} gRPC 127.0.0.1:{getattr(s.ports, service)}")
-            self.say("supervisor", f"{'FHIR R4':>12} http://127.0.0.1:{s.ports.fhir}/fhir")
+            scheme = "https" if s.pki.enabled else "http"
+            self.say("supervisor", f"{'FHIR R4':>12} {scheme}://127.0.0.1:{s.ports.fhir}/fhir")
+            if s.pki.enabled:
+                self.say("supervisor", f"TLS on every port; clients trust {s.pki.ca_file}")
+            else:
+                self.say("supervisor", "PLAINTEXT (EPRX_PLAINTEXT_DEV=1): for development only")
             for name, port in topology.metrics_ports(metrics_base_port()).items():
                 if port:
                     self.say("supervisor", f"{name:>20} metrics http://127.0.0.1:{port}/metrics")

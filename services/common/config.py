@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from services.common.tls import Pki
+
 PREFIX = "EPRX_"
 
 
@@ -77,6 +79,7 @@ class Ports:
     pharmacy: int
     insurance: int
     fhir: int
+    insurance_internal: int   # InsuranceService for platform services only: mutual TLS, no bearer token
 
     @classmethod
     def from_env(cls, env: Env) -> "Ports":
@@ -89,6 +92,7 @@ class Ports:
             pharmacy=port("PHARMACY_PORT", 50052),
             insurance=port("INSURANCE_PORT", 50053),
             fhir=port("FHIR_PORT", 8180),
+            insurance_internal=port("INSURANCE_INTERNAL_PORT", 50063),
         )
 
 
@@ -116,6 +120,8 @@ class CommonSettings:
     crash_at: str = ""              # a named crash point, armed only by reliability tests
     profile_dir: Path | None = None  # where a gRPC service writes cProfile stats on stop (benchmarks)
     metrics_port: int = 0           # Prometheus /metrics of this process; 0: not served
+    # The CA and certificates; plaintext only under the explicit development setting EPRX_PLAINTEXT_DEV=1.
+    pki: Pki = Pki(Path("tls"), enabled=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "CommonSettings":
@@ -150,4 +156,6 @@ class CommonSettings:
             crash_at=env.text("CRASH_AT", ""),
             profile_dir=env.path("PROFILE_DIR", None),
             metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535),
+            pki=Pki(env.path("TLS_DIR", run_dir / "tls").resolve(),
+                    enabled=env.choice("PLAINTEXT_DEV", "0", ("0", "1")) != "1"),
         )

@@ -13,7 +13,7 @@ import redis.exceptions
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common import limits, metrics, reflection
+from services.common import limits, metrics, reflection, tls
 from services.common.auth import AuthenticationError, Authenticator, Caller, Role
 from services.common.grpc_errors import FieldViolation, RpcFailure
 from services.common.logging import correlation_id, new_correlation_id
@@ -93,13 +93,20 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = _metadata(details)
         cid = metadata.get(CORRELATION_HEADER) or new_correlation_id()
+        allowed = self._roles.get(method, frozenset())
+        if metadata.get("authorization") is None and handler.unary_unary is not None:
+            # No bearer token: the caller may be a platform service presenting its client
+            # certificate (mutual TLS), which only the handshake's auth context shows.
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap(handler.unary_unary, method, None, cid, allowed),
+                request_deserializer=_tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
         try:
             caller = self._authenticator.authenticate(metadata.get("authorization"))
         except AuthenticationError as exc:
             log.warning("rpc.unauthenticated", method=method, reason=str(exc), correlation_id=cid)
             _count_denied(method, grpc.StatusCode.UNAUTHENTICATED)
             return _deny(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        allowed = self._roles.get(method, frozenset())
         if caller.role not in allowed:
             log.warning("rpc.forbidden", method=method, role=caller.role.value, caller=caller.identity,
                         correlation_id=cid)
@@ -109,7 +116,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is None:
             return handler  # streaming methods are not part of the platform's APIs
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(handler.unary_unary, method, caller, cid),
+            _wrap(handler.unary_unary, method, caller, cid, allowed),
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -137,13 +144,29 @@ def _count_denied(method: str, code: grpc.StatusCode) -> None:
     metrics.GRPC_SERVER_HANDLED.labels("unary", service, name, code.name).inc()
 
 
-def _wrap(behaviour, method: str, caller: Caller, cid: str):
+def _certified_caller(context: grpc.aio.ServicerContext) -> Caller | None:
+    service = tls.service_of(context.auth_context())
+    return Caller(key_id=f"cert:{service}", role=Role.SERVICE, identity=service) if service else None
+
+
+def _wrap(behaviour, method: str, caller: Caller | None, cid: str, allowed: frozenset[Role]):
+    """`caller` None: no bearer token came, so the client certificate must name a service."""
     service, name = metrics.split_method(method)
     handled = {code: metrics.GRPC_SERVER_HANDLED.labels("unary", service, name, code.name) for code in grpc.StatusCode}
     seconds = metrics.GRPC_SERVER_SECONDS.labels("unary", service, name)
     started_counter = metrics.GRPC_SERVER_STARTED.labels("unary", service, name)
 
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        who = caller or _certified_caller(context)
+        if who is None or who.role not in allowed:
+            code = grpc.StatusCode.UNAUTHENTICATED if who is None else grpc.StatusCode.PERMISSION_DENIED
+            log.warning("rpc.unauthenticated" if who is None else "rpc.forbidden", method=method, correlation_id=cid)
+            _count_denied(method, code)
+            await context.abort(code, "missing authorization metadata (expected 'Bearer <token>')" if who is None
+                                else f"service {who.identity} may not call {method.rsplit('/', 1)[-1]}")
+        return await _call(who, request, context)
+
+    async def _call(caller: Caller, request: Any, context: grpc.aio.ServicerContext) -> Any:
         cid_token = correlation_id.set(cid)
         caller_token = current_caller.set(caller)
         started_counter.inc()
@@ -184,10 +207,15 @@ def _wrap(behaviour, method: str, caller: Caller, cid: str):
 
 
 async def create_server(address: str, bindings: Iterable[ServiceBinding], authenticator: Authenticator, *,
-                        max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+                        max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
+                        credentials: grpc.ServerCredentials | None = None,
+                        mutual_tls: tuple[str, grpc.ServerCredentials] | None = None,
                         ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Builds and binds the server; returns it with the bound port (pass port 0 in tests).
-    Beyond `max_concurrent_rpcs` calls in flight, a call is refused with RESOURCE_EXHAUSTED."""
+    `credentials`: TLS (None: plaintext, for in-process tests and the explicit development
+    setting). `mutual_tls`: a second address where only platform services connect, each
+    identified by its client certificate. Beyond `max_concurrent_rpcs` calls in flight, a
+    call is refused with RESOURCE_EXHAUSTED."""
     bindings = list(bindings)
     roles = {f"/{b.name}/{m}": r for b in bindings for m, r in b.method_roles.items()}
     server = grpc.aio.server(interceptors=[CallInterceptor(authenticator, roles)],
@@ -201,16 +229,18 @@ async def create_server(address: str, bindings: Iterable[ServiceBinding], authen
         b.add_to_server(b.servicer, server)
     reflection.enable([b.name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
                       server)
-    port = server.add_insecure_port(address)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC server to {address}")
+    if mutual_tls is not None and server.add_secure_port(*mutual_tls) == 0:
+        raise OSError(f"could not bind gRPC server to {mutual_tls[0]}")
     return server, port, health_servicer
 
 
-def is_serving(address: str, timeout: float = 1.0) -> bool:
+def is_serving(address: str, pki: tls.Pki | None = None, timeout: float = 1.0) -> bool:
     """A blocking health check, for supervisors and tests waiting on a process."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with (pki.channel(address) if pki else grpc.insecure_channel(address)) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
             return reply.status == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Awaitable, Callable, Sequence
 
 import structlog
@@ -19,31 +20,46 @@ BindingsFactory = Callable[[], Awaitable[tuple[Sequence[ServiceBinding], Callabl
 
 
 def run_service(name: str, settings: CommonSettings, port: int, make_bindings: BindingsFactory,
-                *, host: str = "127.0.0.1") -> None:
+                *, host: str = "127.0.0.1", mutual_tls_port: int | None = None) -> None:
+    """Serves TLS with the process's certificate (plaintext only under EPRX_PLAINTEXT_DEV=1);
+    `mutual_tls_port`: also a port for platform services, each identified by its certificate."""
     configure_logging(name, fmt=settings.log_format, level=settings.log_level,
                       mask_key=load_mask_key(settings.run_dir, settings.log_mask_key))
     profile_to = settings.profile_dir
     if profile_to is None:
-        asyncio.run(_serve(name, settings, f"{host}:{port}", make_bindings))
+        asyncio.run(_serve(name, settings, f"{host}:{port}", make_bindings, mutual_tls_port))
         return
     # Benchmarks profile a service by setting EPRX_PROFILE_DIR: cProfile stats on stop.
     import cProfile
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        asyncio.run(_serve(name, settings, f"{host}:{port}", make_bindings))
+        asyncio.run(_serve(name, settings, f"{host}:{port}", make_bindings, mutual_tls_port))
     finally:
         profiler.disable()
         profiler.dump_stats(str(profile_to / f"{name}.prof"))
 
 
-async def _serve(name: str, settings: CommonSettings, address: str, make_bindings: BindingsFactory) -> None:
+async def _serve(name: str, settings: CommonSettings, address: str, make_bindings: BindingsFactory,
+                 mutual_tls_port: int | None) -> None:
     log = structlog.get_logger(name)
     if metrics.serve(settings.metrics_port):
         log.info("metrics.serving", port=settings.metrics_port)
     bindings, on_stop, probe = await make_bindings()
     authenticator = Authenticator.from_file(settings.credentials_file)
+    # SIGHUP: re-read the credentials now (a changed file is also noticed within a second)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, authenticator.reload)
+    pki = settings.pki
+    credentials = pki.server_credentials(name) if pki.enabled else None
+    mutual = None
+    if pki.enabled and mutual_tls_port:
+        host = address.rsplit(":", 1)[0]
+        mutual = (f"{host}:{mutual_tls_port}", pki.server_credentials(name, require_client_cert=True))
     server, port, health = await create_server(address, bindings, authenticator,
-                                               max_concurrent_rpcs=settings.max_concurrent_rpcs)
-    log.info("service.starting", address=address, port=port)
+                                               max_concurrent_rpcs=settings.max_concurrent_rpcs,
+                                               credentials=credentials, mutual_tls=mutual)
+    if not pki.enabled:
+        log.warning("service.plaintext", reason="EPRX_PLAINTEXT_DEV=1: no TLS, for development only")
+    log.info("service.starting", address=address, port=port, tls=pki.enabled,
+             mutual_tls_port=mutual_tls_port if mutual else None)
     await serve_until_signalled(server, health, [b.name for b in bindings], on_stop=on_stop, probe=probe)

@@ -90,7 +90,8 @@ class Backends:
     def __init__(self, settings: Settings):
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-        self._channels = [grpc.aio.insecure_channel(address, options=options) for address in
+        pki = settings.common.pki
+        self._channels = [pki.aio_channel(address, options=options) for address in
                           (settings.prescribing_address, settings.pharmacy_address, settings.insurance_address)]
         self.prescribing = prescribing_pb2_grpc.PrescribingServiceStub(self._channels[0])
         self.pharmacy = pharmacy_pb2_grpc.PharmacyServiceStub(self._channels[1])
@@ -351,17 +352,40 @@ async def serve(settings: Settings, clock: Callable[[], datetime] = lambda: date
     backends = Backends(settings)
     runner = web.AppRunner(make_app(Facade(settings, backends, clock)), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    pki = settings.common.pki
+    context = pki.server_context("fhir") if pki.enabled else None
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
     await site.start()
+    reloader = asyncio.create_task(_reload_certificate(context, pki)) if context else None
+    if context is None:
+        log.warning("fhir.plaintext", reason="EPRX_PLAINTEXT_DEV=1: no TLS, for development only")
     log.info("fhir.serving", url=settings.base_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+    if reloader is not None:
+        reloader.cancel()
     log.info("fhir.stopping")
     await runner.cleanup()
     await backends.close()
+
+
+async def _reload_certificate(context, pki, interval: float = 5.0) -> None:
+    """A renewed certificate is used for new connections within `interval` seconds."""
+    files = (pki.cert_file("fhir"), pki.key_file("fhir"))
+    seen = tuple(f.stat().st_mtime_ns for f in files)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            stamp = tuple(f.stat().st_mtime_ns for f in files)
+            if stamp != seen:
+                context.load_cert_chain(str(files[0]), str(files[1]))
+                seen = stamp
+                log.info("fhir.certificate_reloaded")
+        except (OSError, ValueError) as exc:   # half-written: try again next time
+            log.warning("fhir.certificate_reload_failed", error=str(exc)[:200])
 
 
 def main() -> None:

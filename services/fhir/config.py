@@ -28,8 +28,9 @@ class Settings:
         env = Env(environ)
         host = env.text("FHIR_HOST", "127.0.0.1")
         ports = common.ports
+        scheme = "https" if common.pki.enabled else "http"
         return cls(common=common, host=host, port=ports.fhir,
-                   base_url=env.text("FHIR_BASE_URL", f"http://{host}:{ports.fhir}/fhir").rstrip("/"),
+                   base_url=env.text("FHIR_BASE_URL", f"{scheme}://{host}:{ports.fhir}/fhir").rstrip("/"),
                    prescribing_address=env.text("PRESCRIBING_ADDRESS", f"127.0.0.1:{ports.prescribing}"),
                    pharmacy_address=env.text("PHARMACY_ADDRESS", f"127.0.0.1:{ports.pharmacy}"),
                    insurance_address=env.text("INSURANCE_ADDRESS", f"127.0.0.1:{ports.insurance}"),
@@ -38,11 +39,15 @@ class Settings:
                    max_body_bytes=env.integer("FHIR_MAX_BODY_BYTES", 1024 * 1024, minimum=1024))
 
 
-def is_serving(port: int, host: str = "127.0.0.1") -> bool:
+def is_serving(port: int, pki=None, host: str = "127.0.0.1") -> bool:
     """The facade answers its CapabilityStatement: what a supervisor or a probe waits for."""
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never through an HTTP proxy
+    tls = pki is not None and pki.enabled
+    handlers: list = [urllib.request.ProxyHandler({})]                       # never through an HTTP proxy
+    if tls:
+        handlers.append(urllib.request.HTTPSHandler(context=pki.client_context()))
+    direct = urllib.request.build_opener(*handlers)
     try:
-        with direct.open(f"http://{host}:{port}/fhir/metadata", timeout=1) as reply:
+        with direct.open(f"{'https' if tls else 'http'}://{host}:{port}/fhir/metadata", timeout=1) as reply:
             return reply.status == 200
     except OSError:
         return False

@@ -20,7 +20,8 @@ def main() -> None:
             await probe.aclose()
         return [binding(InsuranceServicer(handlers))], stop, probe.ping
 
-    run_service("insurance", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
+    run_service("insurance", settings.common, settings.grpc_port, bindings, host=settings.grpc_host,
+                mutual_tls_port=settings.common.ports.insurance_internal)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     own_insurance = insurance is None
     if own_insurance:
         insurance = InsuranceClient(settings.insurance_address, settings.insurance_token,
-                                    settings.insurance_timeout_seconds)
+                                    settings.insurance_timeout_seconds, settings.common.pki)
     handlers = Pharmacy(Dependencies(store=store, drugs=drugs, signatures=verifier, insurance=insurance, clock=clock,
                                      protected=load_protected(settings.reference_dir)))
 

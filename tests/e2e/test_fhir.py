@@ -28,9 +28,10 @@ def samples(tmp_path_factory):
 
 class Client:
     def __init__(self, system, session: aiohttp.ClientSession, samples: Path):
-        self.base = f"http://127.0.0.1:{system.settings.ports.fhir}/fhir"
+        self.base = f"https://127.0.0.1:{system.settings.ports.fhir}/fhir"
         self.tokens = load_tokens(system.settings.credentials_file.parent / "tokens.json")
         self.session, self.samples = session, samples
+        self.pki_context = system.settings.pki.client_context()
 
     async def call(self, method: str, path: str, caller: str | None, body: dict | None = None, keep: bool = True):
         headers = {"Accept": FHIR_JSON}
@@ -52,7 +53,8 @@ class Client:
 
 @pytest.fixture
 async def fhir(system, samples):
-    async with aiohttp.ClientSession() as session:
+    connector = aiohttp.TCPConnector(ssl=system.settings.pki.client_context())
+    async with aiohttp.ClientSession(connector=connector) as session:
         yield Client(system, session, samples)
 
 
@@ -96,7 +98,7 @@ async def test_a_bundle_is_issued_sold_adjudicated_and_read_back_as_fhir(fhir, s
     assert status == 200 and one["medicationCodeableConcept"]["coding"][0]["code"] == "N02BE01-500T"
 
     # a sale at the hospital's dispensary, through the gRPC API, once the ledger is open
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{system.settings.ports.pharmacy}") as channel:
+    async with system.settings.pki.aio_channel(f"127.0.0.1:{system.settings.ports.pharmacy}") as channel:
         pharmacy = pharmacy_pb2_grpc.PharmacyServiceStub(channel)
         sale = pharmacy_pb2.DispensePrescriptionRequest(
             idempotency_key=str(uuid.uuid4()), code=code, bhyt_card=member.cards[0].card_code,
@@ -195,7 +197,8 @@ async def test_hostile_bodies_get_an_outcome_not_a_crash(fhir):
         assert reply.status == 400, outcome
         assert "Bundle.entry[0].resource.name[0]" in json.dumps(outcome)
     # a thousand requests at once: each is answered (served, or throttled with 429), none hangs
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as unlimited:
+    unlimited_connector = aiohttp.TCPConnector(limit=0, ssl=fhir.pki_context)
+    async with aiohttp.ClientSession(connector=unlimited_connector) as unlimited:
         async def metadata():
             async with unlimited.get(f"{base}/metadata") as reply:
                 return reply.status

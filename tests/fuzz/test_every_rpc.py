@@ -91,7 +91,7 @@ def world(system):
     the pharmacy) and a real sale whose codes the generator draws now and then."""
     settings = system.settings
     tokens = load_tokens(settings.credentials_file.parent / "tokens.json")
-    channels = {name: grpc.insecure_channel(f"127.0.0.1:{getattr(settings.ports, name)}") for name in SERVICES}
+    channels = {name: settings.pki.channel(f"127.0.0.1:{getattr(settings.ports, name)}") for name in SERVICES}
     prescriber = (("authorization", f"Bearer {tokens['prescriber-hospital-a']}"),)
     pharmacist = (("authorization", f"Bearer {tokens['pharmacy-a']}"),)
     prescribing = prescribing_pb2_grpc.PrescribingServiceStub(channels["prescribing"])

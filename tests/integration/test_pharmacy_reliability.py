@@ -73,7 +73,7 @@ async def test_two_hundred_concurrent_attempts_on_two_replicas_never_exceed_the_
     ports = [free_port(), free_port()]
     replicas = [start_replica(p) for p in ports]
     tokens = tokens_of(settings)
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]
+    channels = [settings.pki.aio_channel(f"127.0.0.1:{p}") for p in ports]
     stubs = [pharmacy_pb2_grpc.PharmacyServiceStub(c) for c in channels]
     pharmacies = ["pharmacy-a", "pharmacy-b"]
 
@@ -119,7 +119,7 @@ async def test_a_replica_killed_mid_stream_loses_no_acknowledged_sale_and_ships_
     fifteen_sold = asyncio.Event()
 
     async def run_all():
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with settings.pki.aio_channel(f"127.0.0.1:{port}") as channel:
             stub = pharmacy_pb2_grpc.PharmacyServiceStub(channel)
             for n, key in enumerate(keys):
                 request = pb.DispensePrescriptionRequest(
@@ -161,7 +161,7 @@ async def test_when_insurance_does_not_answer_a_bhyt_sale_fails_and_nothing_is_r
     replica = start_replica(port, EPRX_INSURANCE_ADDRESS=f"127.0.0.1:{dead}", EPRX_INSURANCE_TIMEOUT_SECONDS="1")
     metadata = (("authorization", f"Bearer {tokens_of(settings)['pharmacy-a']}"),)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with settings.pki.aio_channel(f"127.0.0.1:{port}") as channel:
             stub = pharmacy_pb2_grpc.PharmacyServiceStub(channel)
             line = pb.DispenseLine(line_number=1, drug_code="N02BE01-500T", quantity=5, unit_price_vnd=1_050)
             with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -196,13 +196,15 @@ async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pip
     await RedisInsuranceStore(client).upsert_member(member)
     await client.aclose()
     rx = published_prescription(settings, [("B01AF01-20T", 30)], patient=member.citizen_id)
-    insurance_port, port = free_port(), free_port()
-    insurance = start_process(["-m", "services.insurance.app"], env={"EPRX_INSURANCE_PORT": str(insurance_port)})
+    insurance_port, internal_port, port = free_port(), free_port(), free_port()
+    insurance = start_process(["-m", "services.insurance.app"], env={
+        "EPRX_INSURANCE_PORT": str(insurance_port), "EPRX_INSURANCE_INTERNAL_PORT": str(internal_port)})
     wait_until(lambda: serving(insurance_port), timeout=60, message="insurance")
-    replica = start_replica(port, EPRX_INSURANCE_ADDRESS=f"127.0.0.1:{insurance_port}")
+    # the pharmacy calls the insurer's mutual-TLS port, named by its client certificate
+    replica = start_replica(port, EPRX_INSURANCE_ADDRESS=f"127.0.0.1:{internal_port}")
     metadata = (("authorization", f"Bearer {tokens_of(settings)['pharmacy-a']}"),)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with settings.pki.aio_channel(f"127.0.0.1:{port}") as channel:
             stub = pharmacy_pb2_grpc.PharmacyServiceStub(channel)
             sold = await stub.DispensePrescription(pb.DispensePrescriptionRequest(
                 idempotency_key=str(uuid.uuid4()), code=rx.code, bhyt_card=member.citizen_id,
@@ -313,7 +315,7 @@ async def test_replace_or_cancel_racing_dispenses_on_two_replicas_never_sells_pa
 
     results = []
     try:
-        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
+        channels = [settings.pki.aio_channel(f"127.0.0.1:{port}") for port in ports]
         stubs = [pharmacy_pb2_grpc.PharmacyServiceStub(c) for c in channels]
         for at in range(0, RACE_ROUNDS, RACE_AT_ONCE):
             results += await asyncio.gather(*(round_(stubs, rx) for rx in rounds[at:at + RACE_AT_ONCE]))

@@ -6,7 +6,6 @@ import signal
 import uuid
 from collections import Counter
 
-import grpc
 import pytest
 import redis.asyncio
 from eprescription.events.v1 import events_pb2
@@ -100,7 +99,7 @@ async def test_two_replicas_issuing_a_thousand_at_once_give_a_thousand_codes(set
             wait_until(lambda port=port: serving(port), timeout=60, message=f"replica on {port}")
         token = load_tokens(settings.credentials_file.parent / "tokens.json")["prescriber-hospital-a"]
         metadata = (("authorization", f"Bearer {token}"),)
-        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]
+        channels = [settings.pki.aio_channel(f"127.0.0.1:{p}") for p in ports]
         stubs = [prescribing_pb2_grpc.PrescribingServiceStub(c) for c in channels]
         gate = asyncio.Semaphore(100)
 

@@ -81,8 +81,10 @@ def free_port() -> int:
 
 
 def serving(port: int) -> bool:
+    from services.common.config import CommonSettings
     from services.common.grpc_server import is_serving
-    return is_serving(f"127.0.0.1:{port}")
+    pki = CommonSettings.from_env().pki
+    return is_serving(f"127.0.0.1:{port}", pki if pki.enabled else None)
 
 
 @asynccontextmanager

@@ -29,7 +29,7 @@ class System:
         process = next(p for p in topology.application() if p.name == name)
         if process.grpc_service or process.http_port:
             port = getattr(self.settings.ports, process.grpc_service or process.http_port)
-            ready = serving if process.grpc_service else fhir_serving
+            ready = serving if process.grpc_service else (lambda p: fhir_serving(p, self.settings.pki))
             wait_until(lambda: ready(port) or self.procs[name].poll() is not None, timeout=60, message=name)
             assert self.procs[name].poll() is None, f"{name} died"
 

@@ -14,6 +14,7 @@ from services.common import dates, metrics
 from services.common.grpc_errors import details_of
 from services.common.limits import MAX_MESSAGE_BYTES
 from services.common.logging import correlation_id
+from services.common.tls import Pki
 from services.pharmacy.domain.errors import InsuranceUnavailable, InvalidRequest, Refused
 from services.pharmacy.domain.model import Prescription, Quote, QuotedAmounts, QuoteLine
 
@@ -27,11 +28,14 @@ PAYEES = {events_pb2.PAYEE_FACILITY: "facility", events_pb2.PAYEE_PATIENT: "pati
 
 
 class InsuranceClient:
-    def __init__(self, address: str, token: str, timeout_seconds: float):
-        self._channel = grpc.aio.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    def __init__(self, address: str, token: str, timeout_seconds: float, pki: Pki | None = None):
+        """With TLS: mutual TLS, the pharmacy named by its client certificate and no token."""
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        self._channel = (pki.aio_channel(address, client="client-pharmacy", options=options) if pki and pki.enabled
+                         else grpc.aio.insecure_channel(address, options=options))
         self._stub = insurance_pb2_grpc.InsuranceServiceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout_seconds
 
     async def quote(self, card: str, day: date, prescription: Prescription, lines: list[QuoteLine],
