@@ -115,8 +115,8 @@ async def ceilings(settings: CommonSettings, concurrency: int) -> dict:
         server.terminate()
         server.wait()
     topic = f"bench.ceiling.{uuid.uuid4().hex[:6]}"
-    apply_topics(settings.kafka_bootstrap, [TopicSpec(topic, settings.topic_partitions, 1, 1)])
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=2)
+    apply_topics(settings.kafka_access("admin"), [TopicSpec(topic, settings.topic_partitions, 1, 1)])
+    producer = KafkaProducer(**settings.kafka_access("admin").kwargs(), acks="all", linger_ms=2)
     payload = os.urandom(1000)
     n = 20000
     started = time.perf_counter()
@@ -126,7 +126,7 @@ async def ceilings(settings: CommonSettings, concurrency: int) -> dict:
     produce_rate = n / (time.perf_counter() - started)
     producer.close()
     started = time.perf_counter()
-    got = sum(1 for _ in read_to_end(settings.kafka_bootstrap, topic))
+    got = sum(1 for _ in read_to_end(settings.kafka_access("admin"), topic))
     assert got >= n
     consume_rate = got / (time.perf_counter() - started)
     return {"grpc_noop_per_s": round(noop_rate), "grpc_noop_latency": summary(noop_lat),
@@ -142,7 +142,7 @@ class AdjudicationWatcher(threading.Thread):
         self.seen: dict[str, float] = {}
         self.events: dict[str, set[str]] = defaultdict(set)
         self.stop = threading.Event()
-        self.follower = TopicFollower(settings.kafka_bootstrap, CLAIMS_ADJUDICATED, from_end=True)
+        self.follower = TopicFollower(settings.kafka_access("admin"), CLAIMS_ADJUDICATED, from_end=True)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -268,7 +268,7 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
 
 def verify_events(settings: CommonSettings, dispense_offsets, accepted: set[str], claims: set[str], watcher) -> dict:
     per_dispense, raw = defaultdict(set), 0
-    for record in read_to_end(settings.kafka_bootstrap, DISPENSES, from_offsets=dispense_offsets):
+    for record in read_to_end(settings.kafka_access("admin"), DISPENSES, from_offsets=dispense_offsets):
         env = decode(record.value)
         if env.WhichOneof("payload") == "medication_dispensed":
             raw += 1
@@ -335,7 +335,7 @@ async def main_async(args) -> dict:
         members = import_members(args.concurrency * int(args.seconds) * 4 + 1000)
         ceiling = await ceilings(settings, args.concurrency)
         r = redis.Redis.from_url(settings.redis_url)
-        dispense_offsets = end_offsets(settings.kafka_bootstrap, DISPENSES)
+        dispense_offsets = end_offsets(settings.kafka_access("admin"), DISPENSES)
         watcher = AdjudicationWatcher(settings)
         watcher.start()
         memory_before, cpu_before = r.info("memory")["used_memory"], process_stats(settings)

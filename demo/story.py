@@ -285,7 +285,7 @@ class Story:
     def adjudications(self, claim_ids: list[str], timeout: float = 90.0) -> dict:
         wanted, found = set(claim_ids), {}
         deadline = time.monotonic() + timeout
-        with TopicFollower(self.settings.kafka_bootstrap, CLAIMS_ADJUDICATED) as follower:
+        with TopicFollower(self.settings.kafka_access("agency"), CLAIMS_ADJUDICATED) as follower:
             while wanted - set(found) and time.monotonic() < deadline:
                 for record in follower.poll():
                     try:
@@ -300,7 +300,7 @@ class Story:
 
     def alert_for(self, patient_key: str, timeout: float = 90.0):
         deadline = time.monotonic() + timeout
-        with TopicFollower(self.settings.kafka_bootstrap, ALERTS) as follower:
+        with TopicFollower(self.settings.kafka_access("agency"), ALERTS) as follower:
             while time.monotonic() < deadline:
                 for record in follower.poll():
                     alert = payload_of(decode(record.value))

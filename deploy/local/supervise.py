@@ -65,8 +65,8 @@ def kafka_ready(settings: CommonSettings) -> Callable[[], bool]:
             return False
         from kafka.admin import KafkaAdminClient
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                     request_timeout_ms=3000, client_id="eprx-supervisor")
+            admin = KafkaAdminClient(request_timeout_ms=3000, client_id="eprx-supervisor",
+                                     **settings.kafka_access("admin").kwargs())
         except Exception:
             return False
         try:
@@ -93,15 +93,32 @@ def prepare_kafka(settings: CommonSettings) -> list[str]:
     data = home / "data"
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
+    scram: list[str] = []
+    if settings.pki.enabled:
+        # SASL_SSL (SCRAM-SHA-512) for every client, mutual TLS to the controller, ACLs enforced
+        from services.common import kafka_security, tls
+        tls.ensure(settings.pki.directory)
+        credentials = settings.credentials_file.parent
+        scram = kafka_security.scram_format_args(credentials)
+        keystore = home / "keystore.pem"   # the broker's key and certificate chain, as Kafka's PEM keystore reads them
+        fd = os.open(keystore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(settings.pki.key_file("kafka").read_bytes() + settings.pki.cert_file("kafka").read_bytes())
+        security = kafka_security.broker_properties(
+            credentials_dir=credentials, pki=settings.pki, kafka_port=settings.ports.kafka,
+            controller_port=settings.ports.kafka_controller, keystore=keystore)
+    else:
+        security = [
+            f"listeners=PLAINTEXT://127.0.0.1:{settings.ports.kafka},CONTROLLER://127.0.0.1:{settings.ports.kafka_controller}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{settings.ports.kafka}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
     props.write_text("\n".join([
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{settings.ports.kafka_controller}",
-        f"listeners=PLAINTEXT://127.0.0.1:{settings.ports.kafka},CONTROLLER://127.0.0.1:{settings.ports.kafka_controller}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{settings.ports.kafka}",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        *security,
         f"log.dirs={data}",
         # Topics exist because the project declares them (services/common/topics.py).
         "auto.create.topics.enable=false",
@@ -141,7 +158,7 @@ def prepare_kafka(settings: CommonSettings) -> list[str]:
     if not (data / "meta.properties").exists():
         cluster_id = subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"], check=True,
                                     capture_output=True, text=True).stdout.strip()
-        subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+        subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram],
                        check=True, capture_output=True, text=True)
     return ["java", f"-Xms{KAFKA_HEAP}", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,

@@ -123,6 +123,19 @@ class CommonSettings:
     # The CA and certificates; plaintext only under the explicit development setting EPRX_PLAINTEXT_DEV=1.
     pki: Pki = Pki(Path("tls"), enabled=False)
 
+    def kafka_access(self, principal: str):
+        """How `principal` reaches Kafka: SASL_SSL with its own password file (made at first
+        start), trusting the run's CA; plaintext only under EPRX_PLAINTEXT_DEV=1."""
+        from services.common.kafka_security import KafkaAccess, password_file
+        if not self.pki.enabled:
+            return KafkaAccess(self.kafka_bootstrap, principal, None, None)
+        path = password_file(self.credentials_file.parent, principal)
+        try:
+            password = path.read_text().strip()
+        except OSError:
+            raise ConfigError(f"no Kafka password for {principal} ({path}); `make up` creates them") from None
+        return KafkaAccess(self.kafka_bootstrap, principal, password, self.pki.ca_file)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "CommonSettings":
         env = Env(environ)

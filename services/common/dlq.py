@@ -11,6 +11,7 @@ import sys
 
 from kafka import KafkaProducer
 
+from services.common.kafka_security import ADMIN
 from services.common.config import CommonSettings
 from services.common.events import header
 from services.common.topic_reader import read_to_end
@@ -24,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = CommonSettings.from_env()
     shown, sent, unroutable = 0, [], 0
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                             enable_idempotence=True) if args.redrive else None
+    admin = settings.kafka_access(ADMIN)   # an operator's tool
+    producer = KafkaProducer(acks="all", enable_idempotence=True, **admin.kwargs()) if args.redrive else None
     try:
-        for r in read_to_end(settings.kafka_bootstrap, args.topic, last=args.last):
+        for r in read_to_end(admin, args.topic, last=args.last):
             source = (f"{header(r.headers, 'dlq-source-topic')}[{header(r.headers, 'dlq-source-partition')}]"
                       f"@{header(r.headers, 'dlq-source-offset')}")
             print(f"{args.topic}[{r.partition}]@{r.offset} from {source} by {header(r.headers, 'dlq-consumer')}: "

@@ -17,6 +17,7 @@ import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
+from services.common.kafka_security import kwargs_of
 from services.common import metrics
 from services.common.config import CommonSettings
 from services.common.faults import CrashPoints
@@ -32,8 +33,9 @@ MEASURE_EVERY_SECONDS = 5.0   # how often the outbox gauges are refreshed
 PERMANENT = (MessageSizeTooLargeError, RecordListTooLargeError, KeyError, UnicodeDecodeError, ValueError)
 
 
-def kafka_producer(bootstrap: str, client_id: str) -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
+def kafka_producer(bootstrap, client_id: str) -> KafkaProducer:
+    """`bootstrap`: the service principal's KafkaAccess (or a bare bootstrap, plaintext)."""
+    return KafkaProducer(client_id=client_id, acks="all", **kwargs_of(bootstrap),
                          enable_idempotence=True, max_in_flight_requests_per_connection=1,
                          linger_ms=2, retries=2**31 - 1, delivery_timeout_ms=120_000)
 
@@ -183,6 +185,7 @@ class OutboxRelay:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Ship a service's outbox from Redis to Kafka")
     parser.add_argument("service")
+    parser.add_argument("--kafka-principal", default=None, help="default: the service's own principal")
     args = parser.parse_args(argv)
     settings = CommonSettings.from_env()
     configure_logging(f"{args.service}-relay", fmt=settings.log_format, level=settings.log_level,
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     client = redis.Redis.from_url(settings.redis_url, protocol=3, socket_timeout=settings.redis_socket_timeout,
                                   socket_connect_timeout=settings.redis_socket_timeout)
     relay = OutboxRelay(client,
-                        kafka_producer(settings.kafka_bootstrap, f"{args.service}-relay"),
+                        kafka_producer(settings.kafka_access(args.kafka_principal or args.service), f"{args.service}-relay"),
                         OutboxLayout(args.service, settings.outbox_shards), owner=owner,
                         crash_point=CrashPoints(settings.crash_at),
                         heartbeat=Heartbeat(heartbeat_path(settings, f"{args.service}-relay")))

@@ -26,7 +26,8 @@ Handler = Callable[[Any], Awaitable[None]]  # takes a decoded EventEnvelope
 HEARTBEAT_SECONDS = 5.0   # a worker's liveness file is touched this often while its loop turns
 
 
-def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.App:
+def create_app(name: str, settings: CommonSettings, *, principal: str | None = None, **overrides: Any) -> faust.App:
+    """A Faust app for service `name`, on Kafka as `principal` (default: the service's own)."""
     brokers = [f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")]
     config: dict[str, Any] = dict(
         broker=brokers,
@@ -46,6 +47,9 @@ def create_app(name: str, settings: CommonSettings, **overrides: Any) -> faust.A
         broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
     )
+    credentials = settings.kafka_access(principal or name).faust_credentials()   # SASL_SSL as the service's principal
+    if credentials is not None:
+        config["broker_credentials"] = credentials
     config.update(overrides)
     (settings.run_dir / "faust" / f"eprx-{name}").mkdir(parents=True, exist_ok=True)
     app = faust.App(f"eprx-{name}", **config)

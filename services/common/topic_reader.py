@@ -7,10 +7,13 @@ from typing import Iterator, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 
+from services.common.kafka_security import KafkaAccess, kwargs_of
 
-def _consumer(bootstrap_servers: str) -> KafkaConsumer:
-    return KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                         auto_offset_reset="earliest")
+Kafka = KafkaAccess | str   # a principal's access, or a bare bootstrap (plaintext development)
+
+
+def _consumer(kafka: Kafka) -> KafkaConsumer:
+    return KafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **kwargs_of(kafka))
 
 
 def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -20,7 +23,7 @@ def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p) for p in sorted(found)]
 
 
-def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+def end_offsets(bootstrap_servers: Kafka, topic: str) -> dict[int, int]:
     """partition -> the offset the next record will get."""
     consumer = _consumer(bootstrap_servers)
     try:
@@ -29,7 +32,7 @@ def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def topic_size(bootstrap_servers: str, topic: str) -> int:
+def topic_size(bootstrap_servers: Kafka, topic: str) -> int:
     """Records the topic holds now, at most (the log start may have moved past deleted ones)."""
     consumer = _consumer(bootstrap_servers)
     try:
@@ -40,7 +43,7 @@ def topic_size(bootstrap_servers: str, topic: str) -> int:
         consumer.close()
 
 
-def read_to_end(bootstrap_servers: str, topic: str, *, from_offsets: Mapping[int, int] | None = None,
+def read_to_end(bootstrap_servers: Kafka, topic: str, *, from_offsets: Mapping[int, int] | None = None,
                 last: int | None = None) -> Iterator:
     """Yields every record of the topic that exists now, partition by partition in order: from
     the beginning, from the given offset of each partition, or only the `last` per partition."""
@@ -68,7 +71,7 @@ def read_to_end(bootstrap_servers: str, topic: str, *, from_offsets: Mapping[int
 class TopicFollower:
     """Every partition of a topic from its beginning (or its current end), as it grows."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, from_end: bool = False):
+    def __init__(self, bootstrap_servers: Kafka, topic: str, *, from_end: bool = False):
         self._consumer = _consumer(bootstrap_servers)
         partitions = _partitions(self._consumer, topic)
         self._consumer.assign(partitions)

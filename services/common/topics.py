@@ -11,6 +11,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.errors import TopicAlreadyExistsError
 
 from services.common.config import CommonSettings
+from services.common.kafka_security import ADMIN, apply_acls, kwargs_of, platform_acls
 
 FOREVER = -1
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
@@ -24,6 +25,12 @@ ALERTS = "rx.alerts.v1"
 
 def dlq(topic: str) -> str:
     return f"{topic}.dlq"
+
+
+def acls():
+    """Who may read and write which topic (services/common/kafka_security.py)."""
+    return platform_acls({"prescriptions": PRESCRIPTIONS, "dispenses": DISPENSES, "claims": CLAIMS,
+                          "adjudicated": CLAIMS_ADJUDICATED, "alerts": ALERTS})
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,10 @@ class ApplyReport:
     problems: list[str] = field(default_factory=list)
 
 
-def apply_topics(bootstrap: str, specs: list[TopicSpec], *, client_id: str = "eprx-topics") -> ApplyReport:
+def apply_topics(bootstrap, specs: list[TopicSpec], *, client_id: str = "eprx-topics") -> ApplyReport:
+    """`bootstrap`: the admin principal's KafkaAccess (or a bare bootstrap, plaintext)."""
     report = ApplyReport()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    admin = KafkaAdminClient(client_id=client_id, **kwargs_of(bootstrap))
     try:
         existing = {t["topic"]: t for t in admin.describe_topics()}
         missing = [s for s in specs if s.name not in existing]
@@ -115,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create or reconcile the platform's Kafka topics")
     parser.parse_args(argv)
     settings = CommonSettings.from_env()
-    report = apply_topics(settings.kafka_bootstrap, platform_topics(settings))
+    admin = settings.kafka_access(ADMIN)
+    report = apply_topics(admin, platform_topics(settings))
+    granted = apply_acls(admin, acls())
+    if granted:
+        print(f"ACLs: {granted} bindings for {', '.join(sorted({a.principal for a in acls()}))}")
     print(f"topics: created {len(report.created)}, reconfigured {len(report.reconfigured)}, "
           f"unchanged {len(report.unchanged)}")
     for problem in report.problems:

@@ -28,7 +28,8 @@ from services.common.national_codes import time_to_claims_xml
 from services.common.progress import Progress
 from services.common.redis_client import connect
 from services.common.topic_reader import read_to_end, topic_size
-from services.common.topics import CLAIMS, CLAIMS_ADJUDICATED
+from services.common.kafka_security import AGENCY
+from services.common.topics import ALERTS, CLAIMS_ADJUDICATED
 from services.insurance import xml130
 from services.insurance.adapters.redis_store import RedisInsuranceStore
 
@@ -60,29 +61,28 @@ def describe(claim: events_pb2.ClaimAdjudicated) -> str:
             f"{claim.fund_total_vnd} patient {claim.patient_total_vnd} | {lines}")
 
 
-def describe_request(request: events_pb2.ReimbursementRequested) -> str:
-    asked = sum(line.fund_vnd for line in request.lines)
-    lines = "; ".join(f"{l.drug_code} x{l.quantity} at {l.unit_price_vnd}: asked {l.fund_vnd}" for l in request.lines)
-    return (f"reimbursement requested {request.reimbursement_id} member {request.member_id} card {request.card_code} "
-            f"invoice {request.invoice_number} pharmacy {request.pharmacy_code} prescription "
-            f"{request.prescription_code} dispensed {dates.from_proto(request.dispensed_on)} asked {asked} | {lines}")
+def describe_alert(alert: events_pb2.SafetyAlert) -> str:
+    kind = events_pb2.AlertKind.Name(alert.kind).removeprefix("ALERT_KIND_").lower().replace("_", " ")
+    return (f"alert {alert.alert_id} {kind}: patient {alert.patient_key} prescriptions "
+            f"{', '.join(alert.prescription_codes)} prescribers {', '.join(alert.prescriber_ids)} | {alert.detail}")
 
 
 def describe_event(envelope) -> str | None:
-    """The line the agency sees for an event of its topics; None for what it does not show
-    (a facility's claim submission shows with its outcome)."""
+    """The line the agency sees for an event of its topics (outcomes and alerts); None for
+    anything else."""
     kind = envelope.WhichOneof("payload")
     if kind == "claim_adjudicated":
         return describe(envelope.claim_adjudicated)
-    if kind == "reimbursement_requested":
-        return describe_request(envelope.reimbursement_requested)
+    if kind == "safety_alert":
+        return describe_alert(envelope.safety_alert)
     return None
 
 
 def follow(settings: CommonSettings, group: str, max_events: int | None, idle_exit: float | None) -> int:
-    """Shows every outcome and every reimbursement request (a patient waiting for BHXH), as they come."""
-    consumer = KafkaConsumer(CLAIMS_ADJUDICATED, CLAIMS, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    """Shows every outcome (claims and reimbursement decisions) and every alert, as they come."""
+    # The agency's principal reads the outcomes and the alerts, nothing else (its Kafka ACLs).
+    consumer = KafkaConsumer(CLAIMS_ADJUDICATED, ALERTS, group_id=group, enable_auto_commit=False,
+                             auto_offset_reset="earliest", **settings.kafka_access(AGENCY).kwargs())
     seen: set[str] = set()
     count, last = 0, time.monotonic()
     try:
@@ -116,8 +116,9 @@ def follow(settings: CommonSettings, group: str, max_events: int | None, idle_ex
 def month_claims(settings: CommonSettings, month: str) -> list[events_pb2.ClaimAdjudicated]:
     year, mon = (int(p) for p in month.split("-"))
     latest: dict[str, tuple[datetime, events_pb2.ClaimAdjudicated]] = {}
-    progress = Progress(f"export {month}", total=topic_size(settings.kafka_bootstrap, CLAIMS_ADJUDICATED))
-    for record in read_to_end(settings.kafka_bootstrap, CLAIMS_ADJUDICATED):
+    kafka = settings.kafka_access(AGENCY)
+    progress = Progress(f"export {month}", total=topic_size(kafka, CLAIMS_ADJUDICATED))
+    for record in read_to_end(kafka, CLAIMS_ADJUDICATED):
         progress.advance()
         try:
             claim = payload_of(decode(record.value))

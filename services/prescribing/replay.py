@@ -26,14 +26,15 @@ log = structlog.get_logger("prescribing.replay")
 
 async def replay(settings: Settings) -> dict[str, int]:
     handlers, close = bootstrap(settings)
+    kafka = settings.common.kafka_access("prescribing")   # reads the topics its read models come from
     project = projection(handlers)
     counts = {"cleared": 0, "applied": 0, "undecodable": 0, "failed": 0}
     try:
         counts["cleared"] = await handlers.deps.store.clear_read_models()
         # Prescriptions first: a dispense refreshes entries from the prescription's state.
         for topic in (PRESCRIPTIONS, DISPENSES):
-            with Progress(f"replay {topic}", total=topic_size(settings.common.kafka_bootstrap, topic)) as progress:
-                for record in read_to_end(settings.common.kafka_bootstrap, topic):
+            with Progress(f"replay {topic}", total=topic_size(kafka, topic)) as progress:
+                for record in read_to_end(kafka, topic):
                     progress.advance()
                     try:
                         envelope = decode(record.value)

@@ -122,7 +122,7 @@ def unique(events):
 
 def topic_events(settings, topic, keep):
     found = []
-    for record in read_topic(settings.kafka_bootstrap, topic, timeout=20):
+    for record in read_topic(settings.kafka_access("admin"), topic, timeout=20):
         try:
             env = decode(record.value)
         except EventDecodeError:

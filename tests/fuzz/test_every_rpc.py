@@ -196,7 +196,7 @@ def test_afterwards_every_outbox_drains_and_every_ledger_matches_its_events(worl
                message="every outbox drained")
     taken: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     events = Counter()
-    for record in read_topic(settings.kafka_bootstrap, DISPENSES):
+    for record in read_topic(settings.kafka_access("admin"), DISPENSES):
         env = decode(record.value)
         kind = env.WhichOneof("payload")
         if kind in ("medication_dispensed", "dispense_reversed"):

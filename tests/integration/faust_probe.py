@@ -15,7 +15,7 @@ from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDedupli
 
 settings = CommonSettings.from_env()
 TOPIC = os.environ["PROBE_TOPIC"]
-app = create_app(f"probe-{TOPIC}", settings)
+app = create_app(f"probe-{TOPIC}", settings, principal="admin")   # a test harness, not a service
 topic = source_topic(app, TOPIC)
 
 

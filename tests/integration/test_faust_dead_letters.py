@@ -24,7 +24,7 @@ def test_poison_goes_to_the_dlq_and_the_agent_goes_on(settings, make_topic, redi
     topic = make_topic("faust")
     good = [envelope(f"ok-{i}") for i in range(3)]
     exploding = envelope("explode")
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = KafkaProducer(**settings.kafka_access("admin").kwargs(), acks="all")
     sequence = [("good", good[0]), ("garbage", b"\x08\x96\x01 not protobuf at all"), ("good", good[1]),
                 ("rejected", exploding), ("duplicate", good[0]), ("good", good[2])]
     for kind, item in sequence:
@@ -44,7 +44,7 @@ def test_poison_goes_to_the_dlq_and_the_agent_goes_on(settings, make_topic, redi
         wait_until(lambda: redis_sync.llen(handled_key) >= 3 or worker.poll() is not None,
                    timeout=90, message="three good events handled")
         assert worker.poll() is None, worker.stdout.read().decode()[-3000:]
-        dead = read_topic(settings.kafka_bootstrap, f"{topic}.dlq", at_least=2)
+        dead = read_topic(settings.kafka_access("admin"), f"{topic}.dlq", at_least=2)
         handled = [x.decode() for x in redis_sync.lrange(handled_key, 0, -1)]
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -6,6 +6,8 @@ import signal
 import uuid
 from datetime import date, datetime, timezone
 
+import pytest
+
 from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 
@@ -48,7 +50,7 @@ def adjudications(settings, claim_ids, at_least, timeout=120):
 
     def collect():
         found = {}
-        for record in read_topic(settings.kafka_bootstrap, CLAIMS_ADJUDICATED, timeout=10):
+        for record in read_topic(settings.kafka_access("admin"), CLAIMS_ADJUDICATED, timeout=10):
             env = decode(record.value)
             message = payload_of(env)
             if message.claim_id in wanted:
@@ -65,13 +67,13 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
     member = new_member(4, five_years_from=date(2018, 1, 1))
     await store.upsert_member(member)
     code = code_for()
-    publish(settings.kafka_bootstrap, PRESCRIPTIONS,
+    publish(settings.kafka_access("admin"), PRESCRIPTIONS,
             prescription(code, [("A10AE04-PEN", 50)], patient=member.citizen_id), code)
     await eventually(lambda: store.prescription(code), timeout=120, message="the prescription seen by insurance")
 
     first = [claim(member, code) for _ in range(3)]
     for c in first:
-        publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
+        publish(settings.kafka_access("admin"), CLAIMS, c, member.member_id)
     before = adjudications(settings, [c.claim_id for c in first], 3)
     assert {m.outcome for outs in before.values() for _, m in outs} == {events_pb2.CLAIM_OUTCOME_APPROVED}
     assert all(m.fund_total_vnd == 10_400_000 for outs in before.values() for _, m in outs)
@@ -88,7 +90,7 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
     duplicate = claim(member, code, dispense_id=first[0].dispense_id)
     exempt = claim(member, code, fund=13_000_000)
     for c in second + [duplicate, exempt]:
-        publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
+        publish(settings.kafka_access("admin"), CLAIMS, c, member.member_id)
     try:
         # A restarted worker first waits out the killed one's session, then recovers its table.
         after = adjudications(settings, [c.claim_id for c in second + [duplicate, exempt]], 5, timeout=240)
@@ -103,7 +105,7 @@ async def test_claims_are_adjudicated_and_the_accumulator_survives_a_killed_work
 
     reversal = events_pb2.ClaimReversalRequested(claim_id=second[-1].claim_id, dispense_id=second[-1].dispense_id,
                                                  member_id=member.member_id, reason="sale reversed")
-    publish(settings.kafka_bootstrap, CLAIMS, reversal, member.member_id)
+    publish(settings.kafka_access("admin"), CLAIMS, reversal, member.member_id)
     wait_until(lambda: any(m.outcome == events_pb2.CLAIM_OUTCOME_REVERSED
                            for _, m in adjudications(settings, [second[-1].claim_id], 1)[second[-1].claim_id]),
                timeout=60, message="reversal")
@@ -121,7 +123,7 @@ async def test_a_prescription_sold_in_three_small_sales_is_paid_as_one_sale(sett
     def visit(sales):
         member = new_member(4)
         code = code_for()
-        publish(settings.kafka_bootstrap, PRESCRIPTIONS,
+        publish(settings.kafka_access("admin"), PRESCRIPTIONS,
                 prescription(code, lines, patient=member.citizen_id, encounter=(f"K-{code}", 150_000)), code)
         return member, code, [events_pb2.ClaimSubmitted(
             claim_id=str(uuid.uuid4()), dispense_id=str(uuid.uuid4()), member_id=member.member_id,
@@ -134,7 +136,7 @@ async def test_a_prescription_sold_in_three_small_sales_is_paid_as_one_sale(sett
         await store.upsert_member(member)
         await eventually(lambda: store.prescription(code), timeout=120, message="the prescription seen by insurance")
         for c in claims:   # one after another: the counter's order
-            publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
+            publish(settings.kafka_access("admin"), CLAIMS, c, member.member_id)
 
     def latest(claims, revisions):
         found = adjudications(settings, [c.claim_id for c in claims], len(claims))
@@ -159,12 +161,12 @@ def test_three_prescribers_of_controlled_drugs_in_30_days_raise_an_alert(setting
     codes = [f"{p}{uuid.uuid4().hex[:7]}-n" for p in ("01001", "79001", "48001")]
     for i, (prescriber, code) in enumerate(zip(prescribers, codes)):
         issued = datetime(2026, 11, 1 + 10 * i, 3, tzinfo=timezone.utc)
-        publish(settings.kafka_bootstrap, PRESCRIPTIONS,
+        publish(settings.kafka_access("admin"), PRESCRIPTIONS,
                 prescription(code, [("N02AA01-10T", 28)], rx_type=common_pb2.PRESCRIPTION_TYPE_NARCOTIC,
                              prescriber=prescriber, patient=patient, issued_at=issued), code)
 
     def alert():
-        for record in read_topic(settings.kafka_bootstrap, ALERTS, timeout=10):
+        for record in read_topic(settings.kafka_access("admin"), ALERTS, timeout=10):
             a = payload_of(decode(record.value))
             if a.patient_key == f"citizen_id:{patient}":
                 return a
@@ -178,13 +180,13 @@ async def test_the_agency_follows_its_own_group_and_exports_a_month(settings, st
     member = new_member(4)
     await store.upsert_member(member)
     code = code_for()
-    publish(settings.kafka_bootstrap, PRESCRIPTIONS,
+    publish(settings.kafka_access("admin"), PRESCRIPTIONS,
             prescription(code, [("B01AF01-20T", 30)], patient=member.citizen_id), code)
     c = claim(member, code, drug="B01AF01-20T", qty=30, price=58_000, fund=696_000)
-    publish(settings.kafka_bootstrap, CLAIMS, c, member.member_id)
+    publish(settings.kafka_access("admin"), CLAIMS, c, member.member_id)
     adjudications(settings, [c.claim_id], 1)
 
-    group = f"agency-{uuid.uuid4().hex[:6]}"
+    group = f"bhyt-agency-{uuid.uuid4().hex[:6]}"   # the agency principal may use groups under bhyt-agency
     follow = start_process(["-m", "services.insurance.agency", "follow", "--group", group, "--idle-exit", "3"])
     assert follow.wait(timeout=120) == 0, output_of(follow)[-2000:]
     shown = output_of(follow)
@@ -219,11 +221,11 @@ def test_every_member_state_write_lands_in_the_changelog_partition_of_the_member
     members = [new_member(4) for _ in range(40)]
     claims = [claim(m, code_for()) for m in members for _ in range(2)]
     for c in claims:
-        publish(settings.kafka_bootstrap, CLAIMS, c, c.member_id)
+        publish(settings.kafka_access("admin"), CLAIMS, c, c.member_id)
     adjudications(settings, [c.claim_id for c in claims], len(claims))
     wanted = {m.member_id.encode() for m in members}
-    claim_partitions = {r.key: r.partition for r in read_topic(settings.kafka_bootstrap, CLAIMS) if r.key in wanted}
-    changelog = [r for r in read_topic(settings.kafka_bootstrap, "eprx-insurance-member-accumulators-changelog")
+    claim_partitions = {r.key: r.partition for r in read_topic(settings.kafka_access("admin"), CLAIMS) if r.key in wanted}
+    changelog = [r for r in read_topic(settings.kafka_access("admin"), "eprx-insurance-member-accumulators-changelog")
                  if r.key in wanted]
     assert {r.key for r in changelog} == wanted and len(set(claim_partitions.values())) > 1
     misplaced = [(r.key, r.partition, claim_partitions[r.key]) for r in changelog
@@ -237,3 +239,36 @@ def test_a_running_worker_keeps_its_liveness_file_fresh(settings, insurance_work
     wait_until(lambda: liveness.age(beat) is not None and liveness.age(beat) < 10, timeout=60,
                message="a fresh heartbeat")
     assert liveness.main([str(beat), "--max-age", "15"]) == 0
+
+
+async def test_a_forged_claim_from_an_unauthorised_principal_never_reaches_the_adjudicator(settings, store,
+                                                                                          insurance_worker):
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+    member = new_member(4)
+    await store.upsert_member(member)
+    code = code_for()
+    publish(settings.kafka_access("admin"), PRESCRIPTIONS,
+            prescription(code, [("A10AE04-PEN", 50)], patient=member.citizen_id), code)
+    await eventually(lambda: store.prescription(code), timeout=120, message="the prescription seen by insurance")
+    forged, genuine = claim(member, code), claim(member, code)
+    for principal in ("prescribing", "agency"):   # neither owns the claims topic
+        producer = KafkaProducer(acks="all", max_block_ms=8000, retries=0, **settings.kafka_access(principal).kwargs())
+        try:
+            with pytest.raises(KafkaError):
+                publish_with(producer, CLAIMS, forged, member.member_id)
+        finally:
+            producer.close(timeout=5)
+    publish(settings.kafka_access("pharmacy"), CLAIMS, genuine, member.member_id)   # the topic's owner
+    adjudications(settings, [genuine.claim_id], 1)
+    later = {payload_of(decode(r.value)).claim_id for r in read_topic(settings.kafka_access("admin"), CLAIMS_ADJUDICATED)}
+    assert genuine.claim_id in later and forged.claim_id not in later
+    assert all(forged.claim_id.encode() not in r.value for r in read_topic(settings.kafka_access("admin"), CLAIMS))
+
+
+def publish_with(producer, topic, payload, key):
+    from services.common.events import new_envelope, to_record
+    from services.kernel.calendar import utc_now
+    record = to_record(new_envelope(payload, key=key, producer="forger", correlation_id="x", occurred_at=utc_now()),
+                       topic)
+    producer.send(topic, key=record.key, value=record.value, headers=list(record.headers)).get(timeout=10)

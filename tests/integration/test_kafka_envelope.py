@@ -14,7 +14,7 @@ AT = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
 def test_envelopes_go_through_the_real_broker_intact_and_in_key_order(settings, make_topic):
     topic = make_topic("envelope")
     sent = []
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+    producer = KafkaProducer(**settings.kafka_access("admin").kwargs(), acks="all",
                              enable_idempotence=True, max_in_flight_requests_per_connection=1)
     for i, quantity in enumerate((10, 5, 15)):
         dispensed = events_pb2.MedicationDispensed(
@@ -28,7 +28,7 @@ def test_envelopes_go_through_the_real_broker_intact_and_in_key_order(settings, 
         sent.append(env)
     producer.close()
 
-    records = read_topic(settings.kafka_bootstrap, topic, at_least=3)
+    records = read_topic(settings.kafka_access("admin"), topic, at_least=3)
     assert [header(r.headers, HEADER_EVENT_TYPE) for r in records] == ["MedicationDispensed"] * 3
     received = [decode(r.value) for r in records]
     assert received == sent  # one key, one partition: order kept, bytes intact
@@ -37,7 +37,7 @@ def test_envelopes_go_through_the_real_broker_intact_and_in_key_order(settings, 
 
 
 def test_the_broker_does_not_create_topics_on_first_use(settings):
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_block_ms=3000)
+    producer = KafkaProducer(**settings.kafka_access("admin").kwargs(), max_block_ms=3000)
     try:
         with pytest.raises(KafkaTimeoutError):
             producer.send("never.declared.v1", value=b"x").get(5)

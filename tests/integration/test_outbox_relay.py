@@ -48,7 +48,8 @@ def outbox_length(redis_sync, layout):
 
 def relay(python, env, keyspace, crash_at=None):
     env = dict(env, **({"EPRX_CRASH_AT": crash_at} if crash_at else {}))
-    return subprocess.Popen([python, "-m", "services.common.outbox_relay", keyspace], env=env,
+    return subprocess.Popen([python, "-m", "services.common.outbox_relay", keyspace, "--kafka-principal", "admin"],
+                            env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -88,7 +89,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(settings, redis_async, red
     wait_until(lambda: outbox_length(redis_sync, layout) == 0, timeout=60, message="outbox drained")
     stop(survivor)
 
-    records = read_topic(settings.kafka_bootstrap, topic, at_least=60)
+    records = read_topic(settings.kafka_access("admin"), topic, at_least=60)
     envelopes = [decode(r.value) for r in records]
     assert (len(envelopes) > 60) is duplicates_expected
     seen, per_key = set(), defaultdict(list)
@@ -115,7 +116,7 @@ async def test_two_relays_share_the_work_without_losing_or_reordering(settings, 
         assert liveness.age(beat) is not None and liveness.age(beat) < 10
     for proc in relays:
         stop(proc)
-    envelopes = [decode(r.value) for r in read_topic(settings.kafka_bootstrap, topic, at_least=200)]
+    envelopes = [decode(r.value) for r in read_topic(settings.kafka_access("admin"), topic, at_least=200)]
     per_key = defaultdict(list)
     for env in envelopes:
         per_key[env.key].append(env.event_id)
@@ -145,14 +146,14 @@ async def test_an_entry_kafka_can_never_take_is_set_aside_and_its_shard_goes_on(
                                                    "value": record.value})
         else:
             await script([layout.stream(shard), layout.key(shard, "state", key, str(n))], ["v"], [record])
-    relay = OutboxRelay(redis_sync, kafka_producer(settings.kafka_bootstrap, "test-relay"), layout,
+    relay = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "test-relay"), layout,
                         owner=f"test-{uuid.uuid4().hex[:6]}", idle_block_ms=50)
     for _ in range(20):
         relay.run_once()
         if redis_sync.xlen(layout.stream(shard)) == 0:
             break
     assert redis_sync.xlen(layout.stream(shard)) == 0
-    shipped = [decode(r.value) for r in read_topic(settings.kafka_bootstrap, topic, at_least=2)]
+    shipped = [decode(r.value) for r in read_topic(settings.kafka_access("admin"), topic, at_least=2)]
     assert [e.event_id for e in shipped] == [envelopes[0].event_id, envelopes[2].event_id]
     dead = redis_sync.xrange(layout.dead(shard))
     assert len(dead) == 1 and dead[0][1][b"event_id"] == envelopes[1].event_id.encode()
@@ -173,29 +174,29 @@ async def test_a_dead_entry_put_back_after_its_cause_is_fixed_ships(settings, re
                                      "headers": encode_headers(record.headers), "value": record.value,
                                      "dead_reason": "KafkaError: the broker was misconfigured"})
     assert redrive(redis_sync, layout) == 1
-    relay = OutboxRelay(redis_sync, kafka_producer(settings.kafka_bootstrap, "test-relay"), layout,
+    relay = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "test-relay"), layout,
                         owner=f"test-{uuid.uuid4().hex[:6]}", idle_block_ms=50)
     relay.run_once()
-    assert [decode(r.value).event_id for r in read_topic(settings.kafka_bootstrap, topic, at_least=1)] == [env.event_id]
+    assert [decode(r.value).event_id for r in read_topic(settings.kafka_access("admin"), topic, at_least=1)] == [env.event_id]
 
 
 def test_dead_letters_are_sent_back_to_their_source_topic(settings, make_topic, capsys):
     topic = make_topic("dlqredrive")
     env, record = envelope_record(topic, "01234abcdefg-c", "retry me")
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = KafkaProducer(**settings.kafka_access("admin").kwargs(), acks="all")
     producer.send(f"{topic}.dlq", key=record.key, value=record.value,
                   headers=list(record.headers) + [("dlq-source-topic", topic.encode()), ("dlq-error", b"boom")]).get(10)
     producer.close()
     assert dlq.main([f"{topic}.dlq", "--redrive"]) == 0
     assert "1 sent back to their source topic, 0 failed" in capsys.readouterr().out
-    back = read_topic(settings.kafka_bootstrap, topic, at_least=1)
+    back = read_topic(settings.kafka_access("admin"), topic, at_least=1)
     assert [r.value for r in back] == [record.value]
     assert all(not k.startswith("dlq-") for k, _ in back[0].headers)
 
 
 def test_a_dead_letter_that_names_no_source_topic_is_reported_not_sent(settings, make_topic, capsys):
     topic = make_topic("dlqorphan")
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = KafkaProducer(**settings.kafka_access("admin").kwargs(), acks="all")
     producer.send(f"{topic}.dlq", key=b"k", value=b"v", headers=[("dlq-error", b"boom")]).get(10)
     producer.close()
     assert dlq.main([f"{topic}.dlq", "--redrive"]) == 1

@@ -48,7 +48,7 @@ def outbox_drained(settings):
 
 def published_prescription(settings, lines, patient=""):
     rx = signed_prescription(lines, patient=patient)
-    publish(settings.kafka_bootstrap, PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
+    publish(settings.kafka_access("admin"), PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
     client = sync_redis.Redis.from_url(settings.redis_url)
     key = RedisLedgerStore(client, settings.outbox_shards).ledger_key(rx.code)
     wait_until(lambda: client.hexists(key, "content"), timeout=120, message="the ledger built from the event")
@@ -57,7 +57,7 @@ def published_prescription(settings, lines, patient=""):
 
 def dispense_events(settings, code):
     events = {}
-    for record in read_topic(settings.kafka_bootstrap, DISPENSES, timeout=20):
+    for record in read_topic(settings.kafka_access("admin"), DISPENSES, timeout=20):
         env = decode(record.value)
         if env.key == code and env.WhichOneof("payload") == "medication_dispensed":
             events[env.event_id] = payload_of(env)
@@ -180,7 +180,7 @@ async def test_when_insurance_does_not_answer_a_bhyt_sale_fails_and_nothing_is_r
     events = dispense_events(settings, rx.code)
     assert [e.payer for e in events] == [events_pb2.PAYER_SELF]
     claims = []
-    for record in read_topic(settings.kafka_bootstrap, CLAIMS, timeout=10):
+    for record in read_topic(settings.kafka_access("admin"), CLAIMS, timeout=10):
         env = decode(record.value)
         if env.WhichOneof("payload") == "claim_submitted" and payload_of(env).prescription_code == rx.code:
             claims.append(env)
@@ -220,7 +220,7 @@ async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pip
 
     def claim_events():
         found, seen = [], set()
-        for record in read_topic(settings.kafka_bootstrap, CLAIMS, timeout=10):
+        for record in read_topic(settings.kafka_access("admin"), CLAIMS, timeout=10):
             try:
                 env = decode(record.value)
             except EventDecodeError:
@@ -257,7 +257,7 @@ async def test_replace_or_cancel_racing_dispenses_on_two_replicas_never_sells_pa
     narcotic = common_pb2.PRESCRIPTION_TYPE_NARCOTIC
     rounds = [signed_prescription([("N02AA01-10T", 10)], rx_type=narcotic) for _ in range(RACE_ROUNDS)]
     for rx in rounds:
-        publish(settings.kafka_bootstrap, PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
+        publish(settings.kafka_access("admin"), PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
     client = sync_redis.Redis.from_url(settings.redis_url)
     store = RedisLedgerStore(client, settings.outbox_shards)
     wait_until(lambda: all(client.hexists(store.ledger_key(rx.code), "content") for rx in rounds), timeout=180,
@@ -303,7 +303,7 @@ async def test_replace_or_cancel_racing_dispenses_on_two_replicas_never_sells_pa
 
         async def change():
             for message, key in events:
-                publish(settings.kafka_bootstrap, PRESCRIPTIONS, message, key)
+                publish(settings.kafka_access("admin"), PRESCRIPTIONS, message, key)
 
         racing = await asyncio.gather(change(), *(sell_until_refused(stubs, rx.code) for _ in range(3)))
         old_total = first + sum(racing[1:])

@@ -58,7 +58,7 @@ def outbox_empty(settings):
 
 def issued_envelopes(settings, codes):
     out = []
-    for record in read_topic(settings.common.kafka_bootstrap, PRESCRIPTIONS, at_least=len(codes)):
+    for record in read_topic(settings.common.kafka_access("admin"), PRESCRIPTIONS, at_least=len(codes)):
         env = decode(record.value)
         if env.WhichOneof("payload") == "prescription_issued" and env.key in codes:
             out.append(env)
@@ -133,7 +133,7 @@ async def test_a_replay_rebuilds_the_read_models_to_the_same_state(handlers):
                 patient=f.patient(citizen_id=patient)), override_reason="test: duplicates on purpose")
             codes.append((await h.issue(issue_command(request, HOSPITAL_A.identity))).prescription.code)
         await h.cancel(CancelPrescription(HOSPITAL_A.identity, codes[0], "error"))
-        producer = KafkaProducer(bootstrap_servers=settings.common.kafka_bootstrap, acks="all")
+        producer = KafkaProducer(**settings.common.kafka_access("admin").kwargs(), acks="all")
         for code, qty in ((codes[1], 10), (codes[2], 30)):
             event = events_pb2.MedicationDispensed(dispense_id=str(uuid.uuid4()), prescription_code=code,
                                                    pharmacy_code="PH0001", lines=[events_pb2.DispensedLine(

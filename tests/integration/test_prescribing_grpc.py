@@ -209,7 +209,7 @@ async def test_the_medication_list_spans_facilities_and_follows_dispenses(prescr
     envelope = new_envelope(dispensed, key=b.code, producer="pharmacy", correlation_id="t",
                             occurred_at=utc_now())
     record = to_record(envelope, DISPENSES)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = KafkaProducer(**settings.kafka_access("admin").kwargs(), acks="all")
     for _ in range(2):  # delivered twice, counted once
         producer.send(DISPENSES, key=record.key, value=record.value, headers=list(record.headers))
     producer.flush()

@@ -22,7 +22,7 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: f
         time.sleep(interval)
 
 
-def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 30.0) -> list:
+def read_topic(bootstrap, topic: str, *, at_least: int = 0, timeout: float = 30.0) -> list:
     """Every record of the topic from the beginning, once at least `at_least` are there."""
     records: list = []
 
@@ -51,16 +51,17 @@ def random_citizen_id() -> str:
     return "0" + "".join(secrets.choice("0123456789") for _ in range(11))
 
 
-def publish(bootstrap: str, topic: str, payload, key: str, *, event_id: str | None = None):
+def publish(bootstrap, topic: str, payload, key: str, *, event_id: str | None = None):
     """Puts one event on a topic as a producing service would; returns its envelope."""
     from kafka import KafkaProducer
 
+    from services.common.kafka_security import kwargs_of
     from services.common.events import new_envelope, to_record
     from services.kernel.calendar import utc_now
     envelope = new_envelope(payload, key=key, producer="test", correlation_id="test",
                             occurred_at=utc_now(), event_id=event_id)
     record = to_record(envelope, topic)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = KafkaProducer(acks="all", **kwargs_of(bootstrap))
     try:
         producer.send(topic, key=record.key, value=record.value, headers=list(record.headers)).get(10)
     finally:

@@ -20,7 +20,7 @@ def settings() -> CommonSettings:
     s = CommonSettings.from_env()
     try:
         redis.Redis.from_url(s.redis_url, socket_timeout=2).ping()
-        KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=5000).close()
+        KafkaAdminClient(request_timeout_ms=5000, **s.kafka_access("admin").kwargs()).close()
     except Exception as exc:  # pragma: no cover - tells the developer how to run these
         pytest.exit(f"Kafka/Redis not reachable at {s.kafka_bootstrap} / {s.redis_url} ({exc!r}); "
                     "run the suite with `make test`", returncode=3)
@@ -47,7 +47,7 @@ def make_topic(settings):
     def create(prefix: str = "it", partitions: int = 3) -> str:
         name = f"{prefix}.{uuid.uuid4().hex[:10]}"
         specs = [TopicSpec(n, partitions, 1, 1) for n in (name, f"{name}.dlq")]
-        report = apply_topics(settings.kafka_bootstrap, specs)
+        report = apply_topics(settings.kafka_access("admin"), specs)
         assert sorted(report.created) == sorted(s.name for s in specs)
         return name
     return create

@@ -72,20 +72,18 @@ def test_the_decision_130_xml_parses_back_to_the_adjudications_totals():
     assert total == sum(c.fund_total_vnd for c in (first, second, other))   # no reversed claim, no refund
 
 
-def test_the_agency_sees_a_reimbursement_request_before_its_decision_and_not_a_facility_submission():
+def test_the_agency_sees_outcomes_and_alerts_and_nothing_else():
     from services.common.events import new_envelope
-    request = events_pb2.ReimbursementRequested(
-        reimbursement_id="r-1", member_id="0123456789", card_code="DN4010123456789", invoice_number="HD-0001",
-        pharmacy_code="PH0002", prescription_code="01001abcdefg-c",
-        dispensed_on=common_pb2.Date(year=2026, month=11, day=30),
-        lines=[events_pb2.ClaimLine(line_number=1, drug_code="A10BA02-500T", quantity=60, unit_price_vnd=1_500,
-                                    fund_vnd=57_600)])
-    shown = agency.describe_event(new_envelope(request, key="0123456789", producer="t", correlation_id="c",
-                                               occurred_at=AT))
-    assert shown.startswith("reimbursement requested r-1") and "invoice HD-0001" in shown and "asked 57600" in shown
     submission = new_envelope(events_pb2.ClaimSubmitted(claim_id="c-1"), key="k", producer="t", correlation_id="c",
                               occurred_at=AT)
     assert agency.describe_event(submission) is None
+    request = new_envelope(events_pb2.ReimbursementRequested(reimbursement_id="r-1"), key="k", producer="t",
+                           correlation_id="c", occurred_at=AT)
+    assert agency.describe_event(request) is None     # not on its topics: decided within seconds, shown then
     decided = new_envelope(outcome("r-1", events_pb2.PAYEE_PATIENT, 57_600), key="k", producer="t",
                            correlation_id="c", occurred_at=AT)
     assert agency.describe_event(decided).startswith("reimbursement to the patient r-1")
+    alert = new_envelope(events_pb2.SafetyAlert(alert_id="a-1", kind=events_pb2.ALERT_KIND_DOCTOR_SHOPPING,
+                                                patient_key="p-7f3a", prescription_codes=["x", "y", "z"]),
+                         key="p-7f3a", producer="t", correlation_id="c", occurred_at=AT)
+    assert agency.describe_event(alert).startswith("alert a-1 doctor shopping: patient p-7f3a")
