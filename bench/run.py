@@ -14,6 +14,7 @@ import asyncio
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "build" / "gen")]
 BENCH_ENV = {
     "EPRX_RUN_DIR": str(ROOT / ".run" / "bench"), "EPRX_KAFKA_PORT": "29092", "EPRX_KAFKA_CONTROLLER_PORT": "29093",
     "EPRX_REDIS_PORT": "26380", "EPRX_PRESCRIBING_PORT": "52051", "EPRX_PHARMACY_PORT": "52052",
-    "EPRX_INSURANCE_PORT": "52053", "EPRX_LOG_LEVEL": "warning", "EPRX_LOG_FORMAT": "json",
+    "EPRX_INSURANCE_PORT": "52053", "EPRX_INSURANCE_INTERNAL_PORT": "52063", "EPRX_FHIR_PORT": "52080",
+    "EPRX_LOG_LEVEL": "warning", "EPRX_LOG_FORMAT": "json",
 }
 os.environ.update(BENCH_ENV)
 
@@ -102,7 +104,7 @@ async def timed_calls(call, n: int, concurrency: int) -> tuple[float, list[float
 
 
 async def ceilings(settings: CommonSettings, concurrency: int) -> dict:
-    server = subprocess.Popen([PY, str(ROOT / "bench" / "ceiling_server.py"), str(CEILING_PORT), settings.redis_url],
+    server = subprocess.Popen([PY, str(ROOT / "bench" / "ceiling_server.py"), str(CEILING_PORT), settings.redis_url_for("admin")],
                               env=os.environ)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{CEILING_PORT}") as channel:
@@ -330,11 +332,12 @@ def chart(result: dict, path: Path) -> None:
 async def main_async(args) -> dict:
     settings = CommonSettings.from_env()
     supervise("down")
+    shutil.rmtree(settings.run_dir, ignore_errors=True)   # from nothing: the same start for every run
     supervise("up")
     try:
         members = import_members(args.concurrency * int(args.seconds) * 4 + 1000)
         ceiling = await ceilings(settings, args.concurrency)
-        r = redis.Redis.from_url(settings.redis_url)
+        r = redis.Redis.from_url(settings.redis_url_for("admin"))
         dispense_offsets = end_offsets(settings.kafka_access("admin"), DISPENSES)
         watcher = AdjudicationWatcher(settings)
         watcher.start()
@@ -356,7 +359,9 @@ async def main_async(args) -> dict:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "conditions": f"everything on one machine ({os.cpu_count()} cores): Kafka (1 broker, 512 MB heap), Redis "
                       f"(AOF everysec), 3 services, 3 relays, 3 Faust workers and this load generator; "
-                      f"{args.concurrency} concurrent lifecycles for {args.seconds} s",
+                      f"{args.concurrency} concurrent lifecycles for {args.seconds} s; "
+                      + ("TLS on gRPC, Kafka SASL_SSL (SCRAM) with ACLs, Redis ACL users, audit trail on"
+                         if settings.pki.enabled else "PLAINTEXT (EPRX_PLAINTEXT_DEV=1): no TLS, SASL or ACLs"),
         "ceiling": ceiling,
         "load": {k: v for k, v in result.items() if not k.startswith("_")},
         "events": checks,

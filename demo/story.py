@@ -267,7 +267,7 @@ class Story:
             self.issue(who, self.draft(shopper, "", [("N05BA01-5T", 10, "1", 1, 10)],
                                        rx_type=common_pb2.PRESCRIPTION_TYPE_PSYCHOTROPIC, acute=True,
                                        diagnoses=(("F41.0", "Rối loạn hoảng sợ"),), prescriber=prescriber))
-        alert = self.alert_for(f"citizen_id:{shopper}")
+        alert = self.alert_for(self.settings.pseudonyms().of("citizen_id", shopper))   # alerts name a pseudonym
         self.show("alert on rx.alerts.v1", alert, keep=lambda b: {k: b.get(k) for k in ("kind", "prescription_codes",
                                                                                         "prescriber_ids", "detail")})
         self.results = {"chronic": chronic.code, "ordinary": ordinary.code, "narcotic": narcotic.code,

@@ -82,7 +82,7 @@ def redis_ready(settings: CommonSettings) -> Callable[[], bool]:
     def probe() -> bool:
         import redis
         try:
-            return redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping()
+            return redis.Redis.from_url(settings.redis_url_for("admin"), socket_timeout=1).ping()
         except Exception:
             return False
     return probe
@@ -98,7 +98,7 @@ def prepare_kafka(settings: CommonSettings) -> list[str]:
         # SASL_SSL (SCRAM-SHA-512) for every client, mutual TLS to the controller, ACLs enforced
         from services.common import kafka_security, tls
         tls.ensure(settings.pki.directory)
-        credentials = settings.credentials_file.parent
+        credentials = settings.infra_secrets_dir
         scram = kafka_security.scram_format_args(credentials)
         keystore = home / "keystore.pem"   # the broker's key and certificate chain, as Kafka's PEM keystore reads them
         fd = os.open(keystore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -166,15 +166,8 @@ def prepare_kafka(settings: CommonSettings) -> list[str]:
 
 
 def redis_argv(settings: CommonSettings) -> list[str]:
-    home = settings.run_dir / "redis"
-    home.mkdir(parents=True, exist_ok=True)
-    # AOF: the outbox holds the only copy of an accepted command until the relay ships it.
-    # noeviction: Redis must refuse a write rather than drop state or an unshipped event.
-    return ["redis-server", "--bind", "127.0.0.1", "--port", str(settings.ports.redis),
-            "--dir", str(home), "--appendonly", "yes",
-            "--appendfsync", os.environ.get("EPRX_REDIS_APPENDFSYNC", "everysec"),
-            "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
-            "--logfile", "", "--loglevel", "warning"]
+    from services.common.redis_security import server_argv
+    return server_argv(settings, settings.run_dir / "redis")
 
 
 def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:

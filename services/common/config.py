@@ -122,6 +122,33 @@ class CommonSettings:
     metrics_port: int = 0           # Prometheus /metrics of this process; 0: not served
     # The CA and certificates; plaintext only under the explicit development setting EPRX_PLAINTEXT_DEV=1.
     pki: Pki = Pki(Path("tls"), enabled=False)
+    redis_tls: bool = False         # EPRX_REDIS_TLS=1: Redis serves TLS only, clients trust the run's CA
+    pseudonym_key: str | None = None   # EPRX_PSEUDONYM_KEY; on a laptop one is made per run folder
+    # Kafka and Redis passwords, one file per principal (EPRX_INFRA_SECRETS_DIR); apart from the
+    # API credentials file, which a test or a deployment may point elsewhere.
+    infra_secrets_dir: Path = Path("credentials")
+
+    def pseudonyms(self):
+        """Keyed pseudonyms of patients, the same in every process of the deployment."""
+        from services.common.pseudonyms import Pseudonyms, load_key
+        return Pseudonyms(load_key(self.run_dir, self.pseudonym_key))
+
+    def redis_url_for(self, user: str) -> str:
+        """`redis_url` with `user`'s own credentials (Redis ACL users, services/common/redis_security.py);
+        without them only under EPRX_PLAINTEXT_DEV=1."""
+        if not self.pki.enabled:
+            return self.redis_url
+        from urllib.parse import urlsplit, urlunsplit
+        from services.common.redis_security import password_file
+        path = password_file(self.infra_secrets_dir, user)
+        try:
+            password = path.read_text().strip()
+        except OSError:
+            raise ConfigError(f"no Redis password for {user} ({path}); `make up` creates them") from None
+        parts = urlsplit(self.redis_url)
+        scheme = "rediss" if self.redis_tls else parts.scheme
+        query = f"ssl_ca_certs={self.pki.ca_file}" if self.redis_tls else parts.query
+        return urlunsplit((scheme, f"{user}:{password}@{parts.hostname}:{parts.port}", parts.path, query, ""))
 
     def kafka_access(self, principal: str):
         """How `principal` reaches Kafka: SASL_SSL with its own password file (made at first
@@ -129,7 +156,7 @@ class CommonSettings:
         from services.common.kafka_security import KafkaAccess, password_file
         if not self.pki.enabled:
             return KafkaAccess(self.kafka_bootstrap, principal, None, None)
-        path = password_file(self.credentials_file.parent, principal)
+        path = password_file(self.infra_secrets_dir, principal)
         try:
             password = path.read_text().strip()
         except OSError:
@@ -169,6 +196,9 @@ class CommonSettings:
             crash_at=env.text("CRASH_AT", ""),
             profile_dir=env.path("PROFILE_DIR", None),
             metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535),
+            redis_tls=env.choice("REDIS_TLS", "0", ("0", "1")) == "1",
+            pseudonym_key=env.raw("PSEUDONYM_KEY"),
+            infra_secrets_dir=env.path("INFRA_SECRETS_DIR", run_dir / "credentials").resolve(),
             pki=Pki(env.path("TLS_DIR", run_dir / "tls").resolve(),
                     enabled=env.choice("PLAINTEXT_DEV", "0", ("0", "1")) != "1"),
         )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 
@@ -17,3 +18,20 @@ def write_json_atomically(path: Path, doc: dict, mode: int = 0o644) -> None:
         os.fsync(f.fileno())
     os.chmod(draft, mode)
     os.replace(draft, path)
+
+
+def shared_secret(path: Path) -> bytes:
+    """A random secret kept in `path` (0600), made by whichever process needs it first:
+    concurrent starters all end up with the same one (an atomic link decides)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft.write_bytes(secrets.token_hex(32).encode())
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_bytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import grpc
@@ -69,6 +69,7 @@ class ServiceBinding:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     servicer: Any
     method_roles: Mapping[str, frozenset[Role]]
+    audited: Mapping[str, Any] = field(default_factory=dict)   # method -> audit.Audited
 
 
 def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
@@ -82,9 +83,16 @@ def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator, roles: Mapping[str, frozenset[Role]]):
+    def __init__(self, authenticator: Authenticator, roles: Mapping[str, frozenset[Role]],
+                 audits: Mapping[str, Any] | None = None, auditor: Any = None):
         self._authenticator = authenticator
         self._roles = roles  # "/pkg.Service/Method" -> roles
+        self._audits = audits or {}   # "/pkg.Service/Method" -> audit.Audited: who it concerns
+        self._auditor = auditor
+
+    def _audit_of(self, method: str):
+        audited = self._audits.get(method)
+        return (self._auditor, audited) if audited is not None and self._auditor is not None else None
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
@@ -98,7 +106,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             # No bearer token: the caller may be a platform service presenting its client
             # certificate (mutual TLS), which only the handshake's auth context shows.
             return grpc.unary_unary_rpc_method_handler(
-                _wrap(handler.unary_unary, method, None, cid, allowed),
+                _wrap(handler.unary_unary, method, None, cid, allowed, self._audit_of(method)),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         try:
@@ -116,7 +124,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is None:
             return handler  # streaming methods are not part of the platform's APIs
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(handler.unary_unary, method, caller, cid, allowed),
+            _wrap(handler.unary_unary, method, caller, cid, allowed, self._audit_of(method)),
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -149,8 +157,10 @@ def _certified_caller(context: grpc.aio.ServicerContext) -> Caller | None:
     return Caller(key_id=f"cert:{service}", role=Role.SERVICE, identity=service) if service else None
 
 
-def _wrap(behaviour, method: str, caller: Caller | None, cid: str, allowed: frozenset[Role]):
-    """`caller` None: no bearer token came, so the client certificate must name a service."""
+def _wrap(behaviour, method: str, caller: Caller | None, cid: str, allowed: frozenset[Role], audit=None):
+    """`caller` None: no bearer token came, so the client certificate must name a service.
+    `audit`: (auditor, audited) for a method that reads or changes patient data: the call is
+    recorded as it ends, before its answer leaves (services/common/audit.py)."""
     service, name = metrics.split_method(method)
     handled = {code: metrics.GRPC_SERVER_HANDLED.labels("unary", service, name, code.name) for code in grpc.StatusCode}
     seconds = metrics.GRPC_SERVER_SECONDS.labels("unary", service, name)
@@ -173,16 +183,25 @@ def _wrap(behaviour, method: str, caller: Caller | None, cid: str, allowed: froz
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         failure = None
+
+        async def record(outcome: grpc.StatusCode, response=None) -> None:
+            if audit is not None:
+                auditor, audited = audit
+                await auditor.record(method=method, audited=audited, caller=caller, request=request,
+                                     response=response, outcome=outcome.name, correlation_id=cid)
         try:
             await context.send_initial_metadata(((CORRELATION_HEADER, cid),))
             failure = _refusal_at_the_door(request)
             if failure is None:
-                return await behaviour(request, context)
+                response = await behaviour(request, context)
+                await record(grpc.StatusCode.OK, response)   # no record kept, no answer given
+                return response
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
+            await _record_refusal(record, code, method)
             raise
         except EventTooLarge as exc:
             failure = RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc), "EVENT_TOO_LARGE")
@@ -202,14 +221,24 @@ def _wrap(behaviour, method: str, caller: Caller | None, cid: str, allowed: froz
                      role=caller.role.value, ms=round(elapsed * 1000, 2))
             current_caller.reset(caller_token)
             correlation_id.reset(cid_token)
+        await _record_refusal(record, failure.code, method)
         await context.abort_with_status(failure.to_status())
     return call
+
+
+async def _record_refusal(record, code: grpc.StatusCode, method: str) -> None:
+    """A refused call is recorded too; if the record cannot be kept, the refusal still stands."""
+    try:
+        await record(code)
+    except Exception as exc:
+        log.error("audit.unrecorded", method=method, outcome=code.name, error=repr(exc)[:200])
 
 
 async def create_server(address: str, bindings: Iterable[ServiceBinding], authenticator: Authenticator, *,
                         max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
                         credentials: grpc.ServerCredentials | None = None,
                         mutual_tls: tuple[str, grpc.ServerCredentials] | None = None,
+                        auditor: Any = None,
                         ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Builds and binds the server; returns it with the bound port (pass port 0 in tests).
     `credentials`: TLS (None: plaintext, for in-process tests and the explicit development
@@ -218,7 +247,8 @@ async def create_server(address: str, bindings: Iterable[ServiceBinding], authen
     call is refused with RESOURCE_EXHAUSTED."""
     bindings = list(bindings)
     roles = {f"/{b.name}/{m}": r for b in bindings for m, r in b.method_roles.items()}
-    server = grpc.aio.server(interceptors=[CallInterceptor(authenticator, roles)],
+    audits = {f"/{b.name}/{m}": a for b in bindings for m, a in b.audited.items()}
+    server = grpc.aio.server(interceptors=[CallInterceptor(authenticator, roles, audits, auditor)],
                              maximum_concurrent_rpcs=max_concurrent_rpcs,
                              options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
-import secrets
 import sys
 import uuid
 from contextvars import ContextVar
@@ -15,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
+from services.common.files import shared_secret
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -26,8 +26,14 @@ IDENTIFIER_FIELDS = frozenset({
     "patient", "patient_id", "patient_key", "citizen_id", "cccd", "health_id", "passport",
     "card", "card_code", "bhyt_card", "card_identifier", "member_id", "social_security_number",
 })
-# Free text can carry an identifier too: 10 or 12 digits standing alone, or a card code.
-_IDENTIFIER_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(?:[A-Z]{2}[1-5][0-9]{12}|[0-9]{12}|[0-9]{10})(?![0-9A-Za-z])")
+# Free text can carry an identifier too: a card code in either case, 10 or 12 digits standing
+# alone (a social security number, a CCCD), a passport number (one or two letters and 7 or 8
+# digits). Ten digits with a decimal fraction are an epoch timestamp, not an identifier, and a
+# bearer token is cut to its public key id.
+_IDENTIFIER_IN_TEXT = re.compile(
+    r"(?<![0-9A-Za-z.])(?:[A-Za-z]{2}[1-5][0-9]{12}|[0-9]{12}|[0-9]{10}(?!\.[0-9])|[A-Za-z]{1,2}[0-9]{7,8})"
+    r"(?![0-9A-Za-z])")
+_TOKEN_IN_TEXT = re.compile(r"\b(eprx_[0-9a-f]{16})_[A-Za-z0-9_-]{20,}")
 
 
 class PatientDataMasker:
@@ -41,7 +47,8 @@ class PatientDataMasker:
         return f"h:{digest[:12]}"
 
     def _mask_text(self, text: str) -> str:
-        return _IDENTIFIER_IN_TEXT.sub(lambda m: self.mask_identifier(m.group(0)), text)
+        text = _TOKEN_IN_TEXT.sub(lambda m: f"{m.group(1)}_***", text)
+        return _IDENTIFIER_IN_TEXT.sub(lambda m: self.mask_identifier(m.group(0).upper()), text)
 
     def _mask(self, field: str | None, value: Any) -> Any:
         if field in NAME_FIELDS:
@@ -77,19 +84,7 @@ def load_mask_key(run_dir: Path, explicit: str | None) -> bytes:
     """The key for masking; a deployment sets it, a laptop gets one made once per run folder."""
     if explicit:
         return explicit.encode()
-    path = run_dir / "secrets" / "log-mask.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        draft.write_bytes(secrets.token_hex(32).encode())
-        draft.chmod(0o600)
-        try:
-            os.link(draft, path)  # atomic: concurrent starters all end up with one key
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return path.read_bytes()
+    return shared_secret(run_dir / "secrets" / "log-mask.key")
 
 
 def configure_logging(service: str, *, fmt: str = "auto", level: str = "info",
@@ -115,6 +110,43 @@ def configure_logging(service: str, *, fmt: str = "auto", level: str = "info",
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    # Libraries (faust, aiokafka, kafka-python) log through the standard library.
-    logging.basicConfig(stream=stream, level=logging.WARNING,
-                        format=f"%(asctime)s {service} %(name)s %(levelname)s %(message)s")
+    route_standard_logging(service, stream, mask_key, json_output)
+
+
+def route_standard_logging(service: str, stream: Any, mask_key: bytes, json_output: bool) -> None:
+    """Libraries (faust, mode, aiokafka, kafka-python, grpc's Python layer) log through the
+    standard library: their lines go through the same masking and rendering as ours, on one
+    handler of the root logger (any handler a library installed is replaced)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(masked_handler(service, stream, mask_key, json_output))
+    root.setLevel(logging.WARNING)
+
+
+def masked_handler(service: str, stream: Any, mask_key: bytes, json_output: bool) -> logging.Handler:
+    """A standard-library handler that masks and renders like structlog's lines."""
+    renderer: Any = (structlog.processors.JSONRenderer(sort_keys=False) if json_output
+                     else structlog.dev.ConsoleRenderer(colors=False))
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level,
+                           structlog.processors.TimeStamper(fmt="iso", utc=True),
+                           lambda _, __, event: {**event, "service": service},
+                           structlog.processors.format_exc_info],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, PatientDataMasker(mask_key),
+                    renderer])
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    handler.set_name("eprx")
+    return handler
+
+
+def faust_logging_config(service: str, fmt: str, mask_key: bytes) -> dict:
+    """What a Faust worker installs when it starts (it replaces the root logger's handlers):
+    the masked handler alone."""
+    stream = sys.stderr
+    json_output = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    return {"version": 1, "disable_existing_loggers": False,
+            "handlers": {"default": {"()": masked_handler, "service": service, "stream": stream,
+                                     "mask_key": mask_key, "json_output": json_output}},
+            "root": {"level": "WARNING", "handlers": ["default"]}}

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entry", action="append", help="a dead entry id (repeatable); default: every one")
     args = parser.parse_args(argv)
     settings = CommonSettings.from_env()
-    client = redis.Redis.from_url(settings.redis_url, protocol=3)
+    client = redis.Redis.from_url(settings.redis_url_for("admin"), protocol=3)   # an operator's tool
     layout = OutboxLayout(args.service, settings.outbox_shards)
     if args.action == "list":
         entries = dead_entries(client, layout)

@@ -185,7 +185,8 @@ class OutboxRelay:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Ship a service's outbox from Redis to Kafka")
     parser.add_argument("service")
-    parser.add_argument("--kafka-principal", default=None, help="default: the service's own principal")
+    parser.add_argument("--principal", default=None,
+                        help="the Kafka principal and Redis user to act as (default: the service's own)")
     args = parser.parse_args(argv)
     settings = CommonSettings.from_env()
     configure_logging(f"{args.service}-relay", fmt=settings.log_format, level=settings.log_level,
@@ -196,10 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     # Stable per host and replica: a relay restarted after a crash takes its leases back at once.
     owner = f"{socket.gethostname()}:{args.service}:{settings.replica}"
-    client = redis.Redis.from_url(settings.redis_url, protocol=3, socket_timeout=settings.redis_socket_timeout,
+    principal = args.principal or args.service
+    client = redis.Redis.from_url(settings.redis_url_for(principal), protocol=3,
+                                  socket_timeout=settings.redis_socket_timeout,
                                   socket_connect_timeout=settings.redis_socket_timeout)
     relay = OutboxRelay(client,
-                        kafka_producer(settings.kafka_access(args.kafka_principal or args.service), f"{args.service}-relay"),
+                        kafka_producer(settings.kafka_access(principal), f"{args.service}-relay"),
                         OutboxLayout(args.service, settings.outbox_shards), owner=owner,
                         crash_point=CrashPoints(settings.crash_at),
                         heartbeat=Heartbeat(heartbeat_path(settings, f"{args.service}-relay")))

@@ -9,18 +9,19 @@ from services.common import metrics
 from services.common.config import CommonSettings
 
 
-def connect(settings: CommonSettings) -> redis.asyncio.Redis:
+def connect(settings: CommonSettings, user: str) -> redis.asyncio.Redis:
+    """As Redis ACL user `user`: a service's own, which reaches only its own keys."""
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_pool_size, timeout=settings.redis_pool_timeout,
+        settings.redis_url_for(user), max_connections=settings.redis_pool_size, timeout=settings.redis_pool_timeout,
         socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=settings.redis_socket_timeout,
         protocol=3)
     metrics.observe_redis_pool(pool)
     return redis.asyncio.Redis(connection_pool=pool)
 
 
-def health_probe(settings: CommonSettings) -> redis.asyncio.Redis:
+def health_probe(settings: CommonSettings, user: str) -> redis.asyncio.Redis:
     """A client of one connection for the health check alone: under load, the service's
     pool may be busy for a moment, which is not Redis being down."""
-    return redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_socket_timeout,
+    return redis.asyncio.Redis.from_url(settings.redis_url_for(user), socket_timeout=settings.redis_socket_timeout,
                                         socket_connect_timeout=settings.redis_socket_timeout,
                                         single_connection_client=True, protocol=3)

@@ -8,6 +8,9 @@ from typing import Awaitable, Callable, Sequence
 import structlog
 
 from services.common import metrics
+from services.common.audit import Auditor
+from services.common.outbox import OutboxLayout
+from services.common.redis_client import connect
 from services.common.auth import Authenticator
 from services.common.config import CommonSettings
 from services.common.grpc_server import Probe, ServiceBinding, create_server, serve_until_signalled
@@ -55,9 +58,12 @@ async def _serve(name: str, settings: CommonSettings, address: str, make_binding
     if pki.enabled and mutual_tls_port:
         host = address.rsplit(":", 1)[0]
         mutual = (f"{host}:{mutual_tls_port}", pki.server_credentials(name, require_client_cert=True))
+    # Every read and change of patient data is recorded on the audit topic, through this
+    # service's outbox (its own Redis user, its own keys).
+    auditor = Auditor(connect(settings, name), OutboxLayout(name, settings.outbox_shards), settings.pseudonyms())
     server, port, health = await create_server(address, bindings, authenticator,
                                                max_concurrent_rpcs=settings.max_concurrent_rpcs,
-                                               credentials=credentials, mutual_tls=mutual)
+                                               credentials=credentials, mutual_tls=mutual, auditor=auditor)
     if not pki.enabled:
         log.warning("service.plaintext", reason="EPRX_PLAINTEXT_DEV=1: no TLS, for development only")
     log.info("service.starting", address=address, port=port, tls=pki.enabled,

@@ -17,7 +17,7 @@ from services.common import metrics
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode
 from services.common.liveness import Heartbeat, heartbeat_path
-from services.common.logging import configure_logging, correlation_id, load_mask_key
+from services.common.logging import configure_logging, correlation_id, faust_logging_config, load_mask_key
 from services.common.topics import dlq
 
 log = structlog.get_logger("streams")
@@ -47,6 +47,9 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
         broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
     )
+    # The worker's own logging set-up (at start) installs the masked handler, nothing else.
+    config["logging_config"] = faust_logging_config(f"{name}-worker", settings.log_format,
+                                                    load_mask_key(settings.run_dir, settings.log_mask_key))
     credentials = settings.kafka_access(principal or name).faust_credentials()   # SASL_SSL as the service's principal
     if credentials is not None:
         config["broker_credentials"] = credentials

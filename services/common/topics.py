@@ -21,6 +21,8 @@ DISPENSES = "rx.dispenses.v1"
 CLAIMS = "rx.claims.v1"
 CLAIMS_ADJUDICATED = "rx.claims.adjudicated.v1"
 ALERTS = "rx.alerts.v1"
+AUDIT = "rx.audit.v1"          # who read or changed whose data; kept 10 years (services/common/audit.py)
+TEN_YEARS_MS = 10 * 365 * 24 * 3600 * 1000
 
 
 def dlq(topic: str) -> str:
@@ -30,7 +32,7 @@ def dlq(topic: str) -> str:
 def acls():
     """Who may read and write which topic (services/common/kafka_security.py)."""
     return platform_acls({"prescriptions": PRESCRIPTIONS, "dispenses": DISPENSES, "claims": CLAIMS,
-                          "adjudicated": CLAIMS_ADJUDICATED, "alerts": ALERTS})
+                          "adjudicated": CLAIMS_ADJUDICATED, "alerts": ALERTS}, audit=AUDIT)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ def platform_topics(settings: CommonSettings) -> list[TopicSpec]:
                          settings.min_insync_replicas, **kw)
 
     topics = [spec(t) for t in (PRESCRIPTIONS, DISPENSES, CLAIMS, CLAIMS_ADJUDICATED, ALERTS)]
-    return topics + [spec(dlq(t.name), retention_ms=THIRTY_DAYS_MS) for t in topics]
+    return topics + [spec(dlq(t.name), retention_ms=THIRTY_DAYS_MS) for t in topics] + [
+        spec(AUDIT, retention_ms=TEN_YEARS_MS)]
 
 
 @dataclass

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def members_of(settings: CommonSettings, member_ids: set[str]) -> dict:
     """The members the XML names (name, birth date, sex, card periods), from the registry."""
-    client = connect(settings)
+    client = connect(settings, "agency")   # reads members (and nothing else) for the XML export
     try:
         store = RedisInsuranceStore(client)
         found = {member_id: await store.member(member_id) for member_id in sorted(member_ids)}

@@ -20,7 +20,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     rules = reference_data.load(settings.reference_dir)
     client = None
     if store is None:
-        client = redis_client or connect(settings.common)
+        client = redis_client or connect(settings.common, "insurance")
         store = RedisInsuranceStore(client)
     keys = settings.keys_dir / signatures.PUBLIC_FILE
     verifier = signatures.DocumentVerifier(signatures.load_public_keys(settings.keys_dir) if keys.exists() else {})

@@ -17,7 +17,7 @@ from services.insurance.config import Settings
 
 async def run(path: Path, settings: Settings) -> tuple[int, int, int, list[members_csv.Rejected]]:
     accepted, rejected = members_csv.read(path)
-    client = connect(settings.common)
+    client = connect(settings.common, "insurance")
     store = RedisInsuranceStore(client)
     changed = unchanged = 0
     try:

@@ -38,6 +38,7 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
           dead_letters: Callable[[faust.App, str], DeadLetters] = DeadLetters) -> faust.App:
     """The worker's app. `handlers`, `publish` and `dead_letters` replace the real ones in tests."""
     app = create_app("insurance", settings.common)
+    pseudonyms = settings.common.pseudonyms()
     claims = source_topic(app, CLAIMS)
     outputs = {CLAIMS_ADJUDICATED: source_topic(app, CLAIMS_ADJUDICATED), ALERTS: source_topic(app, ALERTS)}
     # Keyed like rx.claims.v1: a member's changelog records land in the partition of the
@@ -98,7 +99,7 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
         h = make_handlers()
 
         async def handle(envelope) -> None:
-            issued = decode_prescription_event(envelope)
+            issued = decode_prescription_event(envelope, pseudonyms)
             if issued is not None:
                 await send(await h.on_prescription_issued(issued))
 

@@ -13,7 +13,7 @@ def main() -> None:
 
     async def bindings():
         handlers, close = bootstrap(settings)
-        probe = health_probe(settings.common)
+        probe = health_probe(settings.common, "pharmacy")
 
         async def stop() -> None:
             await close()

@@ -24,7 +24,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     verifier = signatures.DocumentVerifier(signatures.load_public_keys(settings.keys_dir))
     client = None
     if store is None:
-        client = redis_client or connect(settings.common)
+        client = redis_client or connect(settings.common, "pharmacy")
         store = RedisLedgerStore(client, settings.common.outbox_shards)
     own_insurance = insurance is None
     if own_insurance:

@@ -28,7 +28,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
                            "(run `python -m services.common.signatures`)")
     client = None
     if store is None:
-        client = redis_client or connect(settings.common)
+        client = redis_client or connect(settings.common, "prescribing")
         store = RedisPrescriptionStore(client, settings.common.outbox_shards)
     handlers = Prescribing(Dependencies(store=store, ref=ref, signer=Signer(keys), clock=clock,
                                         protected=load_protected(settings.reference_dir),

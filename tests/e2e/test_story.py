@@ -69,6 +69,58 @@ def test_every_process_serves_its_metrics_after_the_story(system):
     assert float(count.split()[-1]) >= 2
 
 
+def test_the_audit_trail_answers_who_accessed_a_story_patient_s_data(system):
+    """Issue 12 (5): after the story, the audit command lists who read and changed the first
+    patient's data, each with role, method, outcome and correlation id; the audit topic
+    carries pseudonyms, never the patient's identifiers."""
+    import subprocess
+    import sys
+    from services.common.audit import AUDIT
+    from tests.support.prescribing_fixtures import ROOT
+    results = getattr(system, "story_results", None) or Story(system.settings, out=lambda line: None).run()
+    patient = results["patients"][0]
+
+    def listed():
+        done = subprocess.run([sys.executable, "-m", "services.common.audit", "who", "--citizen-id", patient],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT,
+                              env={**__import__("os").environ,
+                                   "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines = done.stdout.splitlines()
+        wanted = ("01001 (prescriber) changed via prescribing.IssuePrescription",
+                  "01001 (prescriber) read via prescribing.ListPatientMedications",
+                  "PH0001 (pharmacy) read via pharmacy.LookupPrescription",
+                  "PH0001 (pharmacy) changed via pharmacy.DispensePrescription",
+                  "pharmacy (service) read via insurance.QuoteCoverage")
+        return lines if all(any(w in line for line in lines) for w in wanted) else None
+    lines = wait_until(listed, timeout=60, interval=1, message="the story's accesses on the audit topic")
+    assert lines[0].startswith(f"{len(lines) - 1} accesses to the data of patient p-")
+    assert all(" [correlation " in line and "prescription " in line for line in lines[1:])
+    assert any(": FAILED_PRECONDITION [" in line for line in lines[1:])   # a refused sale is recorded too
+    audit_bytes = b"".join(r.value for r in read_topic(system.settings.kafka_access("admin"), AUDIT, timeout=20))
+    for identifier in (patient, results["patients"][1], results["cards"][0]):
+        assert identifier.encode() not in audit_bytes
+
+
+def test_no_log_names_a_story_patient_or_holds_a_credential(system):
+    """Issue 12 (7): after the story, every process's output (library lines included) and the
+    infrastructure's logs (Kafka's, Redis's) are scanned for the story's identifiers, names and
+    secrets: none may appear."""
+    from services.common.auth import load_tokens
+    results = getattr(system, "story_results", None) or Story(system.settings, out=lambda line: None).run()
+    cards = results["cards"]
+    secrets = list(load_tokens(system.settings.credentials_file.parent / "tokens.json").values())
+    secrets += [p.read_text().strip() for p in system.settings.infra_secrets_dir.glob("*/*.password")]
+    forbidden = [*results["patients"], *cards, *(c.lower() for c in cards), *(c[5:] for c in cards),
+                 "Bệnh nhân Demo", *secrets]
+    texts = {name: output_of(proc) for name, proc in system.procs.items()}
+    texts.update({path.name: path.read_text(errors="replace")
+                  for path in (system.settings.run_dir / "logs").glob("*.log")})
+    assert "kafka.log" in texts and len(texts) >= 12
+    found = {name: [f for f in forbidden if f and f in text] for name, text in texts.items()}
+    assert not {name: hits for name, hits in found.items() if hits}
+
+
 def test_a_replacement_tells_the_prescriber_what_was_sold_and_the_pharmacy_sells_only_the_rest(system):
     """Issue 11 (4, 5) through the running system: 12 of 30 sold, the prescription replaced (the
     whole treatment); the prescriber hears 12 in the answer and as the pharmacies' final count;

@@ -190,7 +190,7 @@ def test_random_bytes_as_a_request_are_invalid_argument_at_worst(world, service,
 
 def test_afterwards_every_outbox_drains_and_every_ledger_matches_its_events(world):
     settings, channels, tokens, seeds, _ = world
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(settings.redis_url_for("admin"))
     layouts = [OutboxLayout(service, settings.outbox_shards) for service in SERVICES]
     wait_until(lambda: sum(client.xlen(s) for layout in layouts for s in layout.streams()) == 0, timeout=120,
                message="every outbox drained")

@@ -21,7 +21,7 @@ topic = source_topic(app, TOPIC)
 
 @app.agent(topic)
 async def consume(stream):
-    client = redis.asyncio.Redis.from_url(settings.redis_url)
+    client = redis.asyncio.Redis.from_url(settings.redis_url_for("admin"))
     processor = EnvelopeProcessor(f"probe-{TOPIC}", RedisDeduplicator(client, f"probe-{TOPIC}"),
                                   DeadLetters(app, f"probe-{TOPIC}"))
 

@@ -203,10 +203,10 @@ async def test_a_redis_ping_is_the_probe_a_service_uses(tmp_path, settings):
     import dataclasses
 
     from services.common.redis_client import connect
-    gone = connect(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0", redis_socket_timeout=0.5))
+    gone = connect(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0", redis_socket_timeout=0.5), "admin")
     with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         await gone.ping()
-    here = connect(settings)
+    here = connect(settings, "admin")
     assert await here.ping()
     await gone.aclose()
     await here.aclose()

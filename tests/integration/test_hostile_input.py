@@ -87,7 +87,7 @@ async def test_a_price_that_would_overflow_is_refused_and_nothing_is_sold(pharma
 async def test_redis_out_of_reach_is_unavailable_and_says_retry(tmp_path):
     settings = Settings.from_env()
     unreachable = dataclasses.replace(settings.common, redis_url="redis://127.0.0.1:1/0", redis_socket_timeout=1.0)
-    handlers, close = bootstrap(settings, redis_client=connect(unreachable))
+    handlers, close = bootstrap(settings, redis_client=connect(unreachable, "pharmacy"))
     write_credentials(tmp_path)
     tokens = load_tokens(tmp_path / "tokens.json")
     async with in_process_server(binding(PharmacyServicer(handlers)), tmp_path) as channel:
@@ -123,7 +123,7 @@ async def test_a_thousand_simultaneous_sales_on_one_process_never_oversell(pharm
     *_, shared = pharmacy
     settings = Settings.from_env()
     small = dataclasses.replace(settings.common, redis_pool_size=4, redis_pool_timeout=0.2)
-    handlers, close = bootstrap(settings, redis_client=connect(small), insurance=shared.deps.insurance)
+    handlers, close = bootstrap(settings, redis_client=connect(small, "pharmacy"), insurance=shared.deps.insurance)
     rx = await ready(handlers, ("N02BE01-500T", 300))
     write_credentials(tmp_path)
     tokens = load_tokens(tmp_path / "tokens.json")

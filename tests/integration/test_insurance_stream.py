@@ -168,7 +168,7 @@ def test_three_prescribers_of_controlled_drugs_in_30_days_raise_an_alert(setting
     def alert():
         for record in read_topic(settings.kafka_access("admin"), ALERTS, timeout=10):
             a = payload_of(decode(record.value))
-            if a.patient_key == f"citizen_id:{patient}":
+            if a.patient_key == settings.pseudonyms().of("citizen_id", patient):   # never the citizen ID itself
                 return a
         return None
     found = wait_until(alert, timeout=120, interval=0.5, message="a doctor-shopping alert")

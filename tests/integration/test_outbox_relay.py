@@ -48,7 +48,7 @@ def outbox_length(redis_sync, layout):
 
 def relay(python, env, keyspace, crash_at=None):
     env = dict(env, **({"EPRX_CRASH_AT": crash_at} if crash_at else {}))
-    return subprocess.Popen([python, "-m", "services.common.outbox_relay", keyspace, "--kafka-principal", "admin"],
+    return subprocess.Popen([python, "-m", "services.common.outbox_relay", keyspace, "--principal", "admin"],
                             env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

@@ -42,14 +42,14 @@ def pipeline():
 
 
 def outbox_drained(settings):
-    client = sync_redis.Redis.from_url(settings.redis_url)
+    client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
     return sum(client.xlen(s) for s in RedisLedgerStore(client, settings.outbox_shards).layout.streams()) == 0
 
 
 def published_prescription(settings, lines, patient=""):
     rx = signed_prescription(lines, patient=patient)
     publish(settings.kafka_access("admin"), PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
-    client = sync_redis.Redis.from_url(settings.redis_url)
+    client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
     key = RedisLedgerStore(client, settings.outbox_shards).ledger_key(rx.code)
     wait_until(lambda: client.hexists(key, "content"), timeout=120, message="the ledger built from the event")
     return rx
@@ -103,7 +103,7 @@ async def test_two_hundred_concurrent_attempts_on_two_replicas_never_exceed_the_
                         timeout=60, message="100 dispense events")
     assert {e.dispense_id for e in events} == accepted  # one event per accepted dispense, no other
     assert sum(e.lines[0].quantity for e in events) == 100
-    client = sync_redis.Redis.from_url(settings.redis_url)
+    client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
     assert int(client.hget(RedisLedgerStore(client, settings.outbox_shards).ledger_key(rx.code), "r:1")) == 0
     print(f"race: attempts 200, accepted {counts['accepted']}, refused {counts['FAILED_PRECONDITION']}, "
           f"dispensed {sum(e.lines[0].quantity for e in events)} of 100 prescribed")
@@ -192,7 +192,7 @@ async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pip
     from services.insurance.adapters.redis_store import RedisInsuranceStore
     import redis.asyncio
     member = new_member(4)
-    client = redis.asyncio.Redis.from_url(settings.redis_url, protocol=3)
+    client = redis.asyncio.Redis.from_url(settings.redis_url_for("admin"), protocol=3)
     await RedisInsuranceStore(client).upsert_member(member)
     await client.aclose()
     rx = published_prescription(settings, [("B01AF01-20T", 30)], patient=member.citizen_id)
@@ -258,7 +258,7 @@ async def test_replace_or_cancel_racing_dispenses_on_two_replicas_never_sells_pa
     rounds = [signed_prescription([("N02AA01-10T", 10)], rx_type=narcotic) for _ in range(RACE_ROUNDS)]
     for rx in rounds:
         publish(settings.kafka_access("admin"), PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
-    client = sync_redis.Redis.from_url(settings.redis_url)
+    client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
     store = RedisLedgerStore(client, settings.outbox_shards)
     wait_until(lambda: all(client.hexists(store.ledger_key(rx.code), "content") for rx in rounds), timeout=180,
                message="every round's ledger")

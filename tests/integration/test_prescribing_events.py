@@ -42,7 +42,7 @@ HOSPITAL_A = Caller("test", Role.PRESCRIBER, "01001")
 @pytest.fixture
 async def handlers():
     settings = prescribing_settings()
-    client = redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+    client = redis.asyncio.Redis.from_url(settings.common.redis_url_for("admin"), protocol=3)
     h, close = bootstrap(settings, redis_client=client)
     yield h, settings, client
     await close()
@@ -50,7 +50,7 @@ async def handlers():
 
 def outbox_empty(settings):
     import redis as sync_redis
-    client = sync_redis.Redis.from_url(settings.common.redis_url)
+    client = sync_redis.Redis.from_url(settings.common.redis_url_for("admin"))
     from services.prescribing.adapters.redis_store import RedisPrescriptionStore
     streams = RedisPrescriptionStore(client, settings.common.outbox_shards).layout.streams()
     return sum(client.xlen(s) for s in streams) == 0

@@ -95,7 +95,7 @@ async def empty_redis_database(db: int):
     import redis.asyncio
 
     from services.common.config import CommonSettings
-    client = redis.asyncio.Redis.from_url(CommonSettings.from_env().redis_url, db=db, protocol=3)
+    client = redis.asyncio.Redis.from_url(CommonSettings.from_env().redis_url_for("admin"), db=db, protocol=3)
     await client.flushdb()
     try:
         yield client

@@ -19,7 +19,7 @@ from services.common.topics import TopicSpec, apply_topics
 def settings() -> CommonSettings:
     s = CommonSettings.from_env()
     try:
-        redis.Redis.from_url(s.redis_url, socket_timeout=2).ping()
+        redis.Redis.from_url(s.redis_url_for("admin"), socket_timeout=2).ping()
         KafkaAdminClient(request_timeout_ms=5000, **s.kafka_access("admin").kwargs()).close()
     except Exception as exc:  # pragma: no cover - tells the developer how to run these
         pytest.exit(f"Kafka/Redis not reachable at {s.kafka_bootstrap} / {s.redis_url} ({exc!r}); "
@@ -29,14 +29,14 @@ def settings() -> CommonSettings:
 
 @pytest.fixture
 def redis_sync(settings):
-    client = redis.Redis.from_url(settings.redis_url, protocol=3)
+    client = redis.Redis.from_url(settings.redis_url_for("admin"), protocol=3)
     yield client
     client.close()
 
 
 @pytest.fixture
 async def redis_async(settings):
-    client = redis.asyncio.Redis.from_url(settings.redis_url, protocol=3)
+    client = redis.asyncio.Redis.from_url(settings.redis_url_for("admin"), protocol=3)
     yield client
     await client.aclose()
 

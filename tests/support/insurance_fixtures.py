@@ -27,7 +27,7 @@ def new_member(digit=4, *, valid=(date(2026, 1, 1), date(2026, 12, 31)), five_ye
 
 @pytest.fixture
 async def store():
-    client = redis.asyncio.Redis.from_url(Settings.from_env().common.redis_url, protocol=3)
+    client = redis.asyncio.Redis.from_url(Settings.from_env().common.redis_url_for("admin"), protocol=3)
     yield RedisInsuranceStore(client)
     await client.aclose()
 
@@ -37,7 +37,7 @@ async def insurance(tmp_path):
     """(stub, tokens, clock, handlers) over a real channel."""
     settings = Settings.from_env()
     clock = Clock(datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc))
-    client = redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+    client = redis.asyncio.Redis.from_url(settings.common.redis_url_for("admin"), protocol=3)
     handlers, close = bootstrap(settings, clock=clock, redis_client=client)
     write_credentials(tmp_path)
     async with in_process_server(binding(InsuranceServicer(handlers)), tmp_path) as channel:

@@ -106,7 +106,7 @@ async def prescribing(tmp_path):
     """(stub, tokens, clock, handlers) over a real channel."""
     settings = prescribing_settings()
     clock = Clock(datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc))  # 09:00 in Vietnam
-    client = redis.asyncio.Redis.from_url(settings.common.redis_url, protocol=3)
+    client = redis.asyncio.Redis.from_url(settings.common.redis_url_for("admin"), protocol=3)
     handlers, close = bootstrap(settings, clock=clock, redis_client=client)
     write_credentials(tmp_path)
     async with in_process_server(binding(PrescribingServicer(handlers)), tmp_path) as channel:

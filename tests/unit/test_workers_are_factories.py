@@ -23,7 +23,9 @@ def test_importing_a_worker_creates_nothing(name):
 def test_build_makes_an_app_with_its_agents(name):
     from importlib import import_module
     module = import_module(name)
-    settings = import_module(name.replace(".worker", ".config")).Settings.from_env()
+    import os   # built, never started: no broker, so no transport security to configure
+    settings = import_module(name.replace(".worker", ".config")).Settings.from_env(
+        {**os.environ, "EPRX_PLAINTEXT_DEV": "1", "EPRX_INSURANCE_TOKEN": "never-used"})
     first, second = module.build(settings), module.build(settings)
     assert isinstance(first, faust.App) and first is not second
     assert len(first.agents) >= 1

@@ -74,12 +74,13 @@ def decode_claim_event(envelope: events_pb2.EventEnvelope) -> ClaimSubmitted | C
     return ClaimSubmitted(envelope.event_id, claim, payload.quote_id, attached)
 
 
-def decode_prescription_event(envelope: events_pb2.EventEnvelope) -> PrescriptionIssued | None:
+def decode_prescription_event(envelope: events_pb2.EventEnvelope, pseudonyms) -> PrescriptionIssued | None:
+    """`pseudonyms`: the patient is followed (the doctor-shopping detector, its alerts) by keyed
+    pseudonym, never by the citizen ID."""
     if envelope.WhichOneof("payload") != "prescription_issued":
         return None
     rx = payload_of(envelope).prescription
-    kind = rx.patient.identifier.WhichOneof("kind")
-    patient_key = f"{kind}:{getattr(rx.patient.identifier, kind)}" if kind else ""
+    patient_key = pseudonyms.of_patient(rx.patient.identifier)
     return PrescriptionIssued(envelope.event_id, rx.code, rx.type in CONTROLLED, patient_key,
                               rx.prescriber.certificate_number, rx.issued_at.ToDatetime(tzinfo=timezone.utc),
                               facts_of(rx))

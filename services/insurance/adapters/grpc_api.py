@@ -6,6 +6,7 @@ import grpc
 from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 
 from services.common import dates
+from services.common.audit import Audited, card_identifier
 from services.common.auth import Role
 from services.common.grpc_errors import FieldViolation, RpcFailure, abort
 from services.common.grpc_server import ServiceBinding
@@ -22,6 +23,17 @@ METHOD_ROLES = {
     "CheckEligibility": frozenset({Role.PHARMACY, Role.SERVICE, Role.INSURER, Role.PRESCRIBER}),
     "QuoteCoverage": frozenset({Role.PHARMACY, Role.SERVICE}),
     "GetClaim": frozenset({Role.INSURER}),
+}
+
+
+# Who each call concerns, for the audit trail (services/common/audit.py)
+AUDITED = {
+    "CheckEligibility": Audited(lambda q, a: (card_identifier(q.card_identifier), "")),
+    "QuoteCoverage": Audited(lambda q, a: (q.prescription.patient.identifier if q.HasField("prescription")
+                                           and q.prescription.patient.HasField("identifier")
+                                           else card_identifier(q.card_identifier), q.prescription.code)),
+    "GetClaim": Audited(lambda q, a: (("bhyt_card", a.adjudication.card_code) if a else None,
+                                      a.adjudication.prescription_code if a else "")),
 }
 
 
@@ -111,4 +123,4 @@ class InsuranceServicer(insurance_pb2_grpc.InsuranceServiceServicer):
 
 def binding(servicer: insurance_pb2_grpc.InsuranceServiceServicer) -> ServiceBinding:
     return ServiceBinding(SERVICE_NAME, insurance_pb2_grpc.add_InsuranceServiceServicer_to_server,
-                          servicer, METHOD_ROLES)
+                          servicer, METHOD_ROLES, AUDITED)

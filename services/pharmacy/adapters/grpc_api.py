@@ -7,6 +7,7 @@ from eprescription.common.v1 import common_pb2
 from eprescription.pharmacy.v1 import pharmacy_pb2, pharmacy_pb2_grpc
 
 from services.common import dates, privacy
+from services.common.audit import Audited
 from services.common.auth import Role, Scope
 from services.common.grpc_errors import FieldViolation, RpcFailure, abort
 from services.common.grpc_server import ServiceBinding
@@ -33,6 +34,21 @@ STATUS = {Status.ACTIVE: common_pb2.PRESCRIPTION_STATUS_ACTIVE,
           Status.CANCELLED: common_pb2.PRESCRIPTION_STATUS_CANCELLED,
           Status.REPLACED: common_pb2.PRESCRIPTION_STATUS_REPLACED,
           Status.EXPIRED: common_pb2.PRESCRIPTION_STATUS_EXPIRED}
+
+
+def _code_of_dispense(dispense_id: str) -> str:
+    """A dispense id is d-<code>-<token>: the code its sale was made under."""
+    return dispense_id[2:].rsplit("-", 1)[0] if dispense_id.startswith("d-") else ""
+
+
+# Who each call concerns, for the audit trail (services/common/audit.py); a lookup of a
+# protected prescription names no patient (the code links it to the prescriber's record).
+AUDITED = {
+    "LookupPrescription": Audited(lambda q, a: (a.prescription.patient.identifier if a else None, q.code)),
+    "DispensePrescription": Audited(lambda q, a: (None, q.code), change=True),
+    "ReverseDispense": Audited(lambda q, a: (None, _code_of_dispense(q.dispense_id)), change=True),
+    "ListDispenses": Audited(lambda q, a: (None, q.code)),
+}
 
 
 def failure_of(error: PharmacyError) -> RpcFailure:
@@ -166,4 +182,4 @@ class PharmacyServicer(pharmacy_pb2_grpc.PharmacyServiceServicer):
 
 def binding(servicer: pharmacy_pb2_grpc.PharmacyServiceServicer) -> ServiceBinding:
     return ServiceBinding(SERVICE_NAME, pharmacy_pb2_grpc.add_PharmacyServiceServicer_to_server,
-                          servicer, METHOD_ROLES)
+                          servicer, METHOD_ROLES, AUDITED)

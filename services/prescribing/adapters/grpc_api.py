@@ -9,6 +9,7 @@ from eprescription.common.v1 import common_pb2
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc
 
 from services.common import dates, privacy
+from services.common.audit import Audited
 from services.common.auth import Role
 from services.common.grpc_errors import FieldViolation, RpcFailure, abort
 from services.common.grpc_server import ServiceBinding
@@ -30,6 +31,21 @@ METHOD_ROLES = {
     "CancelPrescription": frozenset({Role.PRESCRIBER}),
     "GetPrescription": frozenset({Role.PRESCRIBER, Role.PHARMACY, Role.INSURER, Role.OPERATOR}),
     "ListPatientMedications": frozenset({Role.PRESCRIBER, Role.PHARMACY}),
+}
+
+
+def _draft_patient(request):
+    return request.draft.patient.identifier if request.HasField("draft") else None
+
+
+# Who each call concerns, for the audit trail (services/common/audit.py)
+AUDITED = {
+    "IssuePrescription": Audited(lambda q, a: (_draft_patient(q), a.prescription.code if a else ""), change=True),
+    "ReplacePrescription": Audited(lambda q, a: (_draft_patient(q), a.prescription.code if a else q.code),
+                                   change=True),
+    "CancelPrescription": Audited(lambda q, a: (None, q.code), change=True),
+    "GetPrescription": Audited(lambda q, a: (a.prescription.patient.identifier if a else None, q.code)),
+    "ListPatientMedications": Audited(lambda q, a: (q.patient, "")),
 }
 
 
@@ -170,4 +186,4 @@ class PrescribingServicer(prescribing_pb2_grpc.PrescribingServiceServicer):
 
 def binding(servicer: prescribing_pb2_grpc.PrescribingServiceServicer) -> ServiceBinding:
     return ServiceBinding(SERVICE_NAME, prescribing_pb2_grpc.add_PrescribingServiceServicer_to_server,
-                          servicer, METHOD_ROLES)
+                          servicer, METHOD_ROLES, AUDITED)

@@ -49,3 +49,25 @@ def test_json_lines_carry_service_correlation_id_and_no_patient_data():
     assert line["service"] == "prescribing"
     assert line["code"] == "01234ab3k9x2-c"
     assert line["citizen_id"].startswith("h:")
+
+
+def test_free_text_masks_cards_in_either_case_passports_and_tokens_but_not_timestamps():
+    masker = PatientDataMasker(b"k")
+    text = (f"card {CARD.lower()} and {CARD}, passport B1234567, ssn 0123456789, cccd {CCCD}, "
+            f"token eprx_fedcba9876543210_{'s' * 43}, at 1764519000.123456, drug N02BE01-500T, pharmacy PH0001")
+    out = masker(None, "warning", {"event": text})["event"]
+    for secret in (CARD, CARD.lower(), "B1234567", "0123456789", CCCD, "s" * 43):
+        assert secret not in out, secret
+    assert "eprx_fedcba9876543210_***" in out                         # the key id stays: which credential
+    assert "1764519000.123456" in out and "N02BE01-500T" in out and "PH0001" in out
+    assert out.count(masker.mask_identifier(CARD)) == 2                 # either case: the same patient
+
+
+def test_standard_library_lines_are_masked_like_ours():
+    import logging
+    stream = io.StringIO()
+    configure_logging("t", fmt="json", level="info", mask_key=b"k", stream=stream)
+    logging.getLogger("aiokafka").warning("member %s with card %s", CCCD, CARD)
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert CCCD not in line["event"] and CARD not in line["event"]
+    assert line["logger"] == "aiokafka" and line["level"] == "warning" and line["service"] == "t"

@@ -1,12 +1,12 @@
 from services.common.config import CommonSettings
-from services.common.topics import (ALERTS, CLAIMS, CLAIMS_ADJUDICATED, DISPENSES, FOREVER, PRESCRIPTIONS,
-                                    platform_topics)
+from services.common.topics import (ALERTS, AUDIT, CLAIMS, CLAIMS_ADJUDICATED, DISPENSES, FOREVER, PRESCRIPTIONS,
+                                    TEN_YEARS_MS, platform_topics)
 
 
 def test_every_event_topic_and_its_dead_letter_topic_is_declared():
     names = {t.name for t in platform_topics(CommonSettings.from_env({}))}
     main = {PRESCRIPTIONS, DISPENSES, CLAIMS, CLAIMS_ADJUDICATED, ALERTS}
-    assert names == main | {f"{t}.dlq" for t in main}
+    assert names == main | {f"{t}.dlq" for t in main} | {AUDIT}
 
 
 def test_event_topics_keep_everything_for_replays_and_follow_the_cluster_settings():
@@ -17,5 +17,7 @@ def test_event_topics_keep_everything_for_replays_and_follow_the_cluster_setting
     for spec in specs:
         assert (spec.partitions, spec.replication_factor) == (12, 3)
         assert spec.configs()["min.insync.replicas"] == "2"
-        if not spec.name.endswith(".dlq"):
+        if spec.name == AUDIT:
+            assert spec.retention_ms == TEN_YEARS_MS    # the audit trail: ten years, stated in the README
+        elif not spec.name.endswith(".dlq"):
             assert spec.retention_ms == FOREVER

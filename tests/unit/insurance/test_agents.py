@@ -1,4 +1,5 @@
 """The insurance worker's agents through Faust's test_context, with an in-memory store."""
+import os
 from datetime import datetime, timezone
 
 from eprescription.common.v1 import common_pb2
@@ -24,7 +25,9 @@ class Worker:
     def __init__(self, rules, verifier=None):
         self.store, self.sent, self.dead = MemoryInsuranceStore(), [], []
         handlers = Insurance(Dependencies(self.store, rules, lambda: NOW, signatures=verifier))
-        self.app = worker.build(Settings.from_env(), handlers=lambda: handlers, publish=self.publish,
+        # agents under test_context: no broker, so no transport security to configure
+        self.app = worker.build(Settings.from_env({**os.environ, "EPRX_PLAINTEXT_DEV": "1"}), handlers=lambda: handlers,
+                                publish=self.publish,
                                 dead_letters=lambda app, consumer: self)
 
     async def send(self, event, error):  # the dead-letter topic
@@ -66,7 +69,11 @@ async def test_the_prescriptions_agent_records_lines_and_raises_doctor_shopping(
     assert facts.lines == ((1, "N05BA01-5T", 10),) and facts.patient.citizen_id == "001203004567"
     assert [r.topic for r in w.sent] == ["rx.alerts.v1"]
     alert = payload_of(decode(w.sent[0].value))
-    assert alert.kind == events_pb2.ALERT_KIND_DOCTOR_SHOPPING and w.sent[0].key == b"citizen_id:001203004567"
+    # the alert names the patient by keyed pseudonym only, on its key and in its body
+    pseudonym = Settings.from_env().common.pseudonyms().of("citizen_id", "001203004567")
+    assert alert.kind == events_pb2.ALERT_KIND_DOCTOR_SHOPPING and w.sent[0].key == pseudonym.encode()
+    assert alert.patient_key == pseudonym and pseudonym.startswith("p-")
+    assert b"001203004567" not in w.sent[0].value and b"001203004567" not in w.sent[0].key
 
 
 def submitted(member_id, card, claim_id, dispense_id, fund):

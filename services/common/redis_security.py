@@ -1,0 +1,90 @@
+"""Redis users: the default user off, one ACL user per service restricted to its own key
+patterns and to the command categories it uses, a read-only user for the agency's export, and
+`admin` for operators and the test harness. Passwords are made at first start, one file per
+user (0600), so each process reads only its own; Redis gets their SHA-256 in its ACL file.
+TLS on the Redis port when EPRX_REDIS_TLS=1 (clients then trust the run's CA)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.common.config import CommonSettings
+
+ADMIN = "admin"
+# Every key a service touches starts with one of these (its outbox shards are `{service:sNNNN}`).
+KEYS = {
+    "prescribing": ("prescribing:*", "{prescribing:*"),
+    "pharmacy": ("{pharmacy:*",),
+    "insurance": ("insurance:*", "{insurance:*"),
+}
+SERVICE_COMMANDS = "+@read +@write +@stream +@scripting +@connection +@transaction +@keyspace -@dangerous -@admin"
+# The agency's export reads members and their identifiers, nothing else, and writes nothing.
+AGENCY_READS = ("insurance:member:*", "insurance:idx:*")
+USERS = (ADMIN, *KEYS, "agency")
+
+
+def password_file(credentials_dir: Path, user: str) -> Path:
+    return credentials_dir / "redis" / f"{user}.password"
+
+
+def ensure_passwords(credentials_dir: Path) -> dict[str, str]:
+    folder = credentials_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    out = {}
+    for user in USERS:
+        path = password_file(credentials_dir, user)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24) + "\n")
+        out[user] = path.read_text().strip()
+    return out
+
+
+def acl_lines(passwords: dict[str, str]) -> list[str]:
+    def hashed(user: str) -> str:
+        return "#" + hashlib.sha256(passwords[user].encode()).hexdigest()
+    lines = ["user default off resetkeys resetchannels -@all",
+             f"user {ADMIN} on {hashed(ADMIN)} ~* &* +@all"]
+    for service, patterns in KEYS.items():
+        keys = " ".join(f"~{p}" for p in patterns)
+        lines.append(f"user {service} on {hashed(service)} resetchannels {keys} -@all {SERVICE_COMMANDS}")
+    reads = " ".join(f"%R~{p}" for p in AGENCY_READS)
+    lines.append(f"user agency on {hashed('agency')} resetchannels {reads} -@all +@read +@connection -@dangerous")
+    return lines
+
+
+def write_acl_file(credentials_dir: Path, path: Path) -> Path:
+    lines = acl_lines(ensure_passwords(credentials_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def server_argv(settings: "CommonSettings", home: Path) -> list[str]:
+    """redis-server's command line for the local run: AOF (the outbox holds the only copy of an
+    accepted command until the relay ships it), noeviction (Redis must refuse a write rather
+    than drop state or an unshipped event), the ACL users, and TLS when EPRX_REDIS_TLS=1."""
+    home.mkdir(parents=True, exist_ok=True)
+    argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(settings.ports.redis),
+            "--dir", str(home), "--appendonly", "yes",
+            "--appendfsync", os.environ.get("EPRX_REDIS_APPENDFSYNC", "everysec"),
+            "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
+            "--logfile", "", "--loglevel", "warning"]
+    if settings.pki.enabled:
+        from services.common import tls
+        argv += ["--aclfile", str(write_acl_file(settings.infra_secrets_dir, home / "users.acl"))]
+        if settings.redis_tls:   # TLS only: the plain port closed
+            tls.ensure(settings.pki.directory)
+            argv[argv.index("--port") + 1] = "0"
+            argv += ["--tls-port", str(settings.ports.redis), "--tls-cert-file", str(settings.pki.cert_file("redis")),
+                     "--tls-key-file", str(settings.pki.key_file("redis")),
+                     "--tls-ca-cert-file", str(settings.pki.ca_file), "--tls-auth-clients", "no"]
+    return argv
