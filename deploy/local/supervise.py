@@ -155,11 +155,17 @@ def prepare_kafka(settings: CommonSettings) -> list[str]:
     ]))
     classpath = f"{kafka_libs()}/*"
     java = ["java", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    marker = home / "scram-users.formatted"   # the cluster was formatted with the SCRAM users
     if not (data / "meta.properties").exists():
         cluster_id = subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"], check=True,
                                     capture_output=True, text=True).stdout.strip()
         subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram],
                        check=True, capture_output=True, text=True)
+        if scram:
+            marker.touch()
+    elif scram and not marker.exists():
+        raise SystemExit(f"{data} was formatted without the Kafka users this version needs (SASL_SCRAM): "
+                         "`make clean` starts the run folder anew")
     return ["java", f"-Xms{KAFKA_HEAP}", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
             "kafka.Kafka", str(props)]

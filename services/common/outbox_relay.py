@@ -53,6 +53,7 @@ class OutboxRelay:
         self._block_ms = idle_block_ms
         self._lease = redis_client.register_script(lua(__file__, "lease_renew_or_take"))
         self._release = redis_client.register_script(lua(__file__, "lease_release"))
+        self._trim = redis_client.register_script(lua(__file__, "trim_if_held"))
         self._crash_point = crash_point or CrashPoints()
         self._heartbeat = heartbeat
         self._owned: list[int] = []
@@ -103,6 +104,11 @@ class OutboxRelay:
         if not batches:
             return 0
         self._crash_point("relay.before_produce")
+        # Fencing: what was read is shipped only if the lease is still ours now (a relay paused
+        # between its read and its send finds it taken and ships nothing), and trimmed only if
+        # it is still ours in the same step as the trim (trim_if_held.lua).
+        held = self._still_held([self._shard_of_stream[stream] for stream in batches])
+        batches = {stream: entries for stream, entries in batches.items() if self._shard_of_stream[stream] in held}
         pending: dict[str, list] = {}
         dead: dict[str, list] = {}
         for stream, entries in batches.items():
@@ -130,12 +136,27 @@ class OutboxRelay:
                 acknowledged[stream].append(entry_id)
         self._bury(dead)
         self._crash_point("relay.after_produce")
-        with self._redis.pipeline(transaction=False) as pipe:
-            for stream, ids in acknowledged.items():
-                if ids:
-                    pipe.xdel(stream, *ids)
-            pipe.execute()
-        return sum(len(ids) for ids in acknowledged.values())
+        trimmed = 0
+        for stream, ids in acknowledged.items():
+            if not ids:
+                continue
+            shard = self._shard_of_stream[stream]
+            removed = self._trim(keys=[self._layout.lease(shard), stream], args=[self._owner, *ids])
+            if removed < 0:
+                log.warning("outbox.lease_lost", shard=shard, shipped_not_trimmed=len(ids))
+                self._owned = [s for s in self._owned if s != shard]
+                continue
+            trimmed += len(ids)
+        return trimmed
+
+    def _still_held(self, shards: list[int]) -> set[int]:
+        """The shards whose lease the caller holds now (renewed), of those it read."""
+        held = {s for s in shards if self._lease(keys=[self._layout.lease(s)], args=[self._owner, self._lease_ms])}
+        lost = set(shards) - held
+        if lost:
+            log.warning("outbox.lease_lost", shards=sorted(lost), shipped=0)
+            self._owned = [s for s in self._owned if s not in lost]
+        return held
 
     def _bury(self, dead: dict[str, list]) -> None:
         """Moves entries Kafka can never take to the shard's dead stream, atomically per entry."""

@@ -202,3 +202,54 @@ def test_a_dead_letter_that_names_no_source_topic_is_reported_not_sent(settings,
     assert dlq.main([f"{topic}.dlq", "--redrive"]) == 1
     out = capsys.readouterr().out
     assert "names no source topic" in out and "0 sent back to their source topic, 1 failed" in out
+
+
+class TakenOver:
+    """At a named point of relay A's round, A's lease lapses and relay B takes the shard: what a
+    SIGSTOP of A past its lease, or a partition, does."""
+
+    def __init__(self, point, redis_sync, layout, settings):
+        self.point, self.redis, self.layout, self.settings, self.relay_b = point, redis_sync, layout, settings, None
+
+    def __call__(self, name):
+        if name == self.point and self.relay_b is None:
+            self.redis.delete(self.layout.lease(0))
+            self.relay_b = OutboxRelay(self.redis, kafka_producer(self.settings.kafka_access("admin"), "relay-b"),
+                                       self.layout, owner="relay-b")
+            assert self.relay_b.owned_shards() == [0]
+
+
+def shipped_ids(settings, topic, at_least):
+    return [decode(r.value).event_id for r in read_topic(settings.kafka_access("admin"), topic, at_least=at_least)]
+
+
+async def test_a_relay_that_lost_its_lease_after_reading_ships_nothing(settings, redis_async, redis_sync, make_topic):
+    topic = make_topic("fence", partitions=1)
+    layout = OutboxLayout(f"t{uuid.uuid4().hex[:8]}", 1)
+    written = await write_events(redis_async, layout, topic, [f"01234{uuid.uuid4().hex[:7]}-c"], per_key=20)
+    takeover = TakenOver("relay.before_produce", redis_sync, layout, settings)
+    relay_a = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "relay-a"), layout,
+                          owner="relay-a", crash_point=takeover)
+    assert relay_a.run_once() == 0 and relay_a.owned_shards() == []
+    assert outbox_length(redis_sync, layout) == 20 and shipped_ids(settings, topic, 0) == []
+    while outbox_length(redis_sync, layout):
+        takeover.relay_b.run_once()
+    expected = [e for ids in written.values() for e in ids]
+    assert shipped_ids(settings, topic, 20) == expected          # once each, in order
+
+
+async def test_a_relay_that_lost_its_lease_after_sending_trims_nothing(settings, redis_async, redis_sync, make_topic):
+    topic = make_topic("fence", partitions=1)
+    layout = OutboxLayout(f"t{uuid.uuid4().hex[:8]}", 1)
+    written = await write_events(redis_async, layout, topic, [f"01234{uuid.uuid4().hex[:7]}-c"], per_key=20)
+    takeover = TakenOver("relay.after_produce", redis_sync, layout, settings)
+    relay_a = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "relay-a"), layout,
+                          owner="relay-a", crash_point=takeover)
+    assert relay_a.run_once() == 0                               # shipped, but not its to trim any more
+    assert outbox_length(redis_sync, layout) == 20
+    while outbox_length(redis_sync, layout):
+        takeover.relay_b.run_once()
+    expected = [e for ids in written.values() for e in ids]
+    shipped = shipped_ids(settings, topic, 40)
+    assert shipped == expected + expected                         # at least once: duplicates, by event id
+    assert list(dict.fromkeys(shipped)) == expected               # de-duplicated: each once, in order

@@ -73,7 +73,7 @@ def wire_form(event: events.Event):
             return DISPENSES, event.prescription.code, events_pb2.MedicationDispensed(
                 dispense_id=event.dispense_id, prescription_code=event.prescription.code,
                 pharmacy_code=event.pharmacy, payer=events_pb2.PAYER_BHYT if bhyt else events_pb2.PAYER_SELF,
-                claim_id=event.claim_id if bhyt else "", patient=rx.patient.identifier,
+                claim_id=event.claim_id if bhyt else "",
                 lines=_lines(event.lines, event.pharmacy), invoice_number=event.invoice_number,
                 reimbursement_id="" if bhyt else event.claim_id)
         case events.ClaimSubmitted():
