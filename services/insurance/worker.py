@@ -67,9 +67,10 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
             kind = SUBMITTED if isinstance(event, ClaimSubmitted) else REVERSAL
             claim_id = event.claim.claim_id if kind == SUBMITTED else event.claim_id
             state = MemberState.from_json(members.get(member))
-            if state.handled(claim_id, kind, envelope.event_id):
-                # Redelivered after its outcome was recorded: send that outcome again, in case the
-                # crash lost it; the same event id lets every consumer drop the copy.
+            if state.handled(claim_id, kind, envelope.event_id) or state.was_pruned(claim_id):
+                # Redelivered after its outcome was recorded (or long after, its mark pruned): send
+                # that outcome again, in case the crash lost it; the same event id lets every
+                # consumer drop the copy.
                 await send(await h.republish(envelope.event_id, claim_id, state))
                 return
             if kind == SUBMITTED:
@@ -80,7 +81,9 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
             else:
                 outgoing, state = await h.on_claim_reversal(event, state)
             await send(outgoing)
-            members[member] = state.marked(claim_id, kind, envelope.event_id).to_json()
+            state = state.marked(claim_id, kind, envelope.event_id)
+            newest = max((mark.day for mark in state.claims.values()), default=None)
+            members[member] = (state.pruned(newest) if newest else state).to_json()   # bounded, however many claims
 
         async def in_order(events) -> None:
             for event in events:

@@ -3,7 +3,8 @@ co-payment accumulators, what each claim did, and which event last changed each 
 (to tell a redelivery from a new event). Immutable: every change returns a new value."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import hashlib
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Mapping
@@ -37,6 +38,16 @@ class ClaimMark:
 
 
 VISIT_KEPT = timedelta(days=400)   # a visit's claims arrive within its prescriptions' validity and reversal windows
+# What the member's record keeps, so that it stays small (a Kafka changelog message) however
+# many claims the member has: the marks of recent claims (what a redelivery or a reversal
+# needs; a pharmacy reverses within 24 hours), the most recent visits, and this year's and
+# last year's accumulators. What is pruned is still in the store (the adjudication of each
+# claim, each visit), where the adjudicator looks when the record no longer has it.
+MARKS_KEPT = timedelta(days=40)
+MARKS_KEPT_MAX = 300
+VISITS_KEPT_MAX = 100
+# A pruned claim's id is still recognised, by a short digest, for its redeliveries.
+PRUNED_KEPT_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -55,10 +66,16 @@ class VisitState:
         return replace(self, other_costs_vnd=other_costs_vnd, stated_at=stated_at)
 
     def to_json(self) -> dict:
-        return {"day": self.day.isoformat(), "other_costs_vnd": self.other_costs_vnd, "stated_at": self.stated_at,
-                "sales": [{"sale_id": s.sale_id, "benefit_percent": s.benefit_percent, "exempt_reason": s.exempt_reason,
-                           "lines": [asdict(line) for line in s.lines]} for s in self.sales],
-                "paid": {c: [list(p) for p in paid] for c, paid in self.paid.items()}}
+        # Immutable, so its JSON form is made once (a member's record is written at every claim).
+        cached = self.__dict__.get("_json")
+        if cached is None:
+            cached = {"day": self.day.isoformat(), "other_costs_vnd": self.other_costs_vnd, "stated_at": self.stated_at,
+                      "sales": [{"sale_id": s.sale_id, "benefit_percent": s.benefit_percent,
+                                 "exempt_reason": s.exempt_reason, "lines": [dict(vars(line)) for line in s.lines]}
+                                for s in self.sales],
+                      "paid": {c: [list(p) for p in paid] for c, paid in self.paid.items()}}
+            object.__setattr__(self, "_json", cached)
+        return cached
 
     @classmethod
     def from_json(cls, doc: dict) -> VisitState:
@@ -66,6 +83,10 @@ class VisitState:
                            s["exempt_reason"]) for s in doc["sales"])
         return cls(date.fromisoformat(doc["day"]), doc["other_costs_vnd"], doc["stated_at"], sales,
                    _frozen({c: tuple(tuple(p) for p in paid) for c, paid in doc["paid"].items()}))
+
+
+def _digest(claim_id: str) -> str:
+    return hashlib.blake2b(claim_id.encode(), digest_size=6).hexdigest()
 
 
 def _frozen(mapping: Mapping) -> Mapping:
@@ -79,6 +100,7 @@ class MemberState:
     dispenses: Mapping[str, str] = field(default_factory=dict)   # dispense id -> the claim that claimed it
     visits: Mapping[str, VisitState] = field(default_factory=dict)
     claim_visits: Mapping[str, str] = field(default_factory=dict)  # claim id -> its visit key
+    pruned_claims: tuple[str, ...] = ()  # digests of claims whose marks were pruned, oldest first
 
     def with_visit(self, key: str, visit: VisitState | None, claim_id: str = "", latest: date | None = None
                    ) -> MemberState:
@@ -93,6 +115,25 @@ class MemberState:
         claim_visits = {c: k for c, k in {**self.claim_visits, **({claim_id: key} if claim_id else {})}.items()
                         if k in visits}
         return replace(self, visits=_frozen(visits), claim_visits=_frozen(claim_visits))
+
+    def was_pruned(self, claim_id: str) -> bool:
+        """This claim was adjudicated and its mark pruned: an event of it is a redelivery."""
+        return claim_id not in self.claims and _digest(claim_id) in self.pruned_claims
+
+    def pruned(self, today: date) -> MemberState:
+        """The record bounded (see MARKS_KEPT): recent marks, recent visits, two years."""
+        years = {y: v for y, v in self.years.items() if y >= today.year - 1}
+        recent = [(c, m) for c, m in self.claims.items() if today - m.day <= MARKS_KEPT]
+        claims = dict(sorted(recent, key=lambda cm: cm[1].day)[-MARKS_KEPT_MAX:])   # stable: adjudication order
+        dispenses = {d: c for d, c in self.dispenses.items() if c in claims}
+        visits = dict(sorted(self.visits.items(), key=lambda kv: kv[1].day)[-VISITS_KEPT_MAX:])
+        claim_visits = {c: k for c, k in self.claim_visits.items() if k in visits}
+        if (len(years), len(claims), len(visits)) == (len(self.years), len(self.claims), len(self.visits)):
+            return self
+        dropped = tuple(_digest(c) for c in self.claims if c not in claims)
+        pruned_claims = (self.pruned_claims + dropped)[-PRUNED_KEPT_MAX:]
+        return MemberState(_frozen(years), _frozen(claims), _frozen(dispenses), _frozen(visits), _frozen(claim_visits),
+                           pruned_claims)
 
     def year(self, year: int) -> YearState:
         return self.years.get(year, YearState())
@@ -131,7 +172,8 @@ class MemberState:
                 "claims": {c: {"day": m.day.isoformat(), "copay": m.copay, "status": m.status, "event": m.event,
                                "reversal_event": m.reversal_event} for c, m in self.claims.items()},
                 "dispenses": dict(self.dispenses),
-                "visits": {k: v.to_json() for k, v in self.visits.items()}, "claim_visits": dict(self.claim_visits)}
+                "visits": {k: v.to_json() for k, v in self.visits.items()}, "claim_visits": dict(self.claim_visits),
+                "pruned": " ".join(self.pruned_claims)}
 
     @classmethod
     def from_json(cls, doc: dict | None) -> MemberState:
@@ -143,4 +185,4 @@ class MemberState:
                                m.get("reversal_event", "")) for c, m in doc.get("claims", {}).items()}
         visits = {k: VisitState.from_json(v) for k, v in doc.get("visits", {}).items()}
         return cls(_frozen(years), _frozen(claims), _frozen(doc.get("dispenses", {})), _frozen(visits),
-                   _frozen(doc.get("claim_visits", {})))
+                   _frozen(doc.get("claim_visits", {})), tuple(doc.get("pruned", "").split()))

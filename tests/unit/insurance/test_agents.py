@@ -199,3 +199,39 @@ async def test_a_claim_redelivered_before_its_state_was_kept_adjusts_the_visit_o
     assert [(o.event_id, o.adjudication.revision) for o in again] == [(o.event_id, o.adjudication.revision)
                                                                       for o in first]
     assert [store.claims[c].revision for c in ("c1", "c2")] == [1, 1]
+
+
+async def test_a_member_with_ten_thousand_claims_keeps_a_small_record_and_a_redelivery_is_still_known(rules):
+    """Issue 13 (3): the member's record (one changelog message) stays far under Kafka's 1 MB
+    limit however many claims the member has; the oldest claims' marks are pruned, yet a
+    redelivery of the very first claim is recognised and not adjudicated twice."""
+    import json
+    from services.insurance.domain.state import MARKS_KEPT_MAX
+    w = Worker(rules)
+    m = member(4)
+    w.store.members[m.member_id] = m
+    card, n = m.cards[0].card_code, int(os.environ.get("EPRX_TEST_MEMBER_CLAIMS", 10_000))
+    events = []
+    for i in range(n):
+        code = f"01001{i:07d}-c"
+        w.store.prescriptions[code] = prescription_facts((1, "B01AF01-20T", 30), code=code)
+        env = decode(submitted(m.member_id, card, f"c-{i:05d}", f"d-{i:05d}", 696_000))
+        env.claim_submitted.prescription_code = code
+        events.append(env.SerializeToString())
+    async with w.agent(worker.ADJUDICATOR).test_context() as agent:
+        for event in events:
+            await agent.put(event, key=m.member_id.encode())
+        await eventually(w.count(n), timeout=300, message=f"{n} outcomes")
+        record = w.table()[m.member_id.encode()]
+        size = len(json.dumps(record).encode())
+        copay = MemberState.from_json(record).year(2026).copay
+    async with w.agent(worker.ADJUDICATOR).test_context() as agent:   # a restarted worker: nothing in memory
+        await agent.put(events[0], key=m.member_id.encode())            # the first claim, redelivered
+        await eventually(w.count(n + 1), message="the redelivery answered")
+    assert size < 400_000, size
+    state = MemberState.from_json(w.table()[m.member_id.encode()])
+    assert len(state.claims) == MARKS_KEPT_MAX and state.was_pruned("c-00000")
+    outcomes = [decode(r.value) for r in w.sent if r.topic == "rx.claims.adjudicated.v1"]
+    assert outcomes[-1].event_id == outcomes[0].event_id                 # the same outcome again, same event id
+    assert len({e.event_id for e in outcomes}) == n                      # n outcomes, each once after de-duplication
+    assert state.year(2026).copay == copay                               # the accumulator counted it once
