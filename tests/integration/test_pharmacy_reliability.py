@@ -18,7 +18,7 @@ from services.common.events import EventDecodeError, decode, payload_of
 from services.common.topics import CLAIMS, DISPENSES, PRESCRIPTIONS
 from services.pharmacy.adapters.redis_store import RedisLedgerStore
 from tests.support.pharmacy_fixtures import signed_prescription
-from tests.support.prescribing_fixtures import start_process, stop_process
+from tests.support.prescribing_fixtures import output_of, start_process, stop_process
 from tests.support import free_port, publish, read_topic, serving, wait_until
 
 
@@ -330,3 +330,54 @@ async def test_replace_or_cancel_racing_dispenses_on_two_replicas_never_sells_pa
     assert len(results) == RACE_ROUNDS and replaced and outcomes["sold"] > RACE_ROUNDS
     print(f"race: {RACE_ROUNDS} rounds, {sum(outcomes.values())} attempts {dict(outcomes)}, "
           f"dispensed {sum(o + n for o, n, _ in results)} of at most {sum(max(l, o) for o, _, l in results)}")
+
+
+async def test_a_ledger_rebuilt_from_the_topics_answers_the_same_retries_and_never_sells_twice(settings, pipeline):
+    """Issue 13 (2): sales, a reversal and a replacement; Redis loses every pharmacy key; the
+    rebuild command restores the ledgers from the topics; the point of sale's retries get their
+    first answers again (nothing sold twice) and the ledgers hold what they held."""
+    rx = published_prescription(settings, [("N02BE01-500T", 100)])
+    port = free_port()
+    replica = start_replica(port)
+    tokens = tokens_of(settings)
+    metadata = (("authorization", f"Bearer {tokens['pharmacy-a']}"),)
+    requests = [pb.DispensePrescriptionRequest(idempotency_key=str(uuid.uuid4()), code=rx.code, self_pay=True,
+                                               lines=[pb.DispenseLine(line_number=1, drug_code="N02BE01-500T",
+                                                                      quantity=q, unit_price_vnd=1_050)])
+                for q in (30, 20, 10)]
+    try:
+        async with settings.pki.aio_channel(f"127.0.0.1:{port}") as channel:
+            stub = pharmacy_pb2_grpc.PharmacyServiceStub(channel)
+            first = [await stub.DispensePrescription(r, metadata=metadata) for r in requests]
+            await stub.ReverseDispense(pb.ReverseDispenseRequest(dispense_id=first[1].dispense_id, reason="returned"),
+                                       metadata=metadata)
+            before = await stub.LookupPrescription(pb.LookupPrescriptionRequest(code=rx.code), metadata=metadata)
+            assert before.lines[0].remaining == 60
+            wait_until(lambda: outbox_drained(settings), timeout=60, message="every event shipped")
+
+            client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
+            lost = [k for k in client.scan_iter(match="{pharmacy:*", count=1000) if not k.endswith(b":outbox")]
+            client.delete(*lost)   # Redis lost every ledger, sale and retry record
+            with pytest.raises(grpc.aio.AioRpcError) as gone:
+                await stub.LookupPrescription(pb.LookupPrescriptionRequest(code=rx.code), metadata=metadata)
+            assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+            rebuild = start_process(["-m", "services.pharmacy.rebuild"])
+            assert rebuild.wait(timeout=120) == 0, output_of(rebuild)[-3000:]
+            after = await stub.LookupPrescription(pb.LookupPrescriptionRequest(code=rx.code), metadata=metadata)
+            assert [(l.prescribed, l.dispensed, l.remaining) for l in after.lines] == [(100, 40, 60)]
+            again = [await stub.DispensePrescription(r, metadata=metadata) for r in requests]   # the POS retries
+            assert [a.dispense_id for a in again] == [f.dispense_id for f in first]
+            assert [a.lines[0].remaining for a in again] == [f.lines[0].remaining for f in first]
+            after = await stub.LookupPrescription(pb.LookupPrescriptionRequest(code=rx.code), metadata=metadata)
+            assert after.lines[0].remaining == 60                               # nothing sold twice
+            # the reversed sale stays reversed; the last sale can still be reversed once
+            reversed_again = await stub.ReverseDispense(pb.ReverseDispenseRequest(
+                dispense_id=first[1].dispense_id, reason="returned"), metadata=metadata)
+            assert reversed_again.lines[0].remaining == 60
+            await stub.ReverseDispense(pb.ReverseDispenseRequest(dispense_id=first[2].dispense_id, reason="x"),
+                                       metadata=metadata)
+            final = await stub.LookupPrescription(pb.LookupPrescriptionRequest(code=rx.code), metadata=metadata)
+            assert final.lines[0].remaining == 70
+    finally:
+        stop_process(replica)

@@ -44,6 +44,13 @@ def decode_prescription_event(envelope: events_pb2.EventEnvelope
     return None
 
 
+def _timestamp(moment):
+    from google.protobuf.timestamp_pb2 import Timestamp
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
 def _lines(lines: tuple[SoldLine, ...], pharmacy: str = "") -> list[events_pb2.DispensedLine]:
     return [events_pb2.DispensedLine(line_number=l.line_number, drug_code=l.drug_code, quantity=l.quantity,
                                      unit_price_vnd=l.unit_price_vnd, substitution=l.substitution,
@@ -75,7 +82,12 @@ def wire_form(event: events.Event):
                 pharmacy_code=event.pharmacy, payer=events_pb2.PAYER_BHYT if bhyt else events_pb2.PAYER_SELF,
                 claim_id=event.claim_id if bhyt else "",
                 lines=_lines(event.lines, event.pharmacy), invoice_number=event.invoice_number,
-                reimbursement_id="" if bhyt else event.claim_id)
+                reimbursement_id="" if bhyt else event.claim_id, idempotency_key=event.idempotency_key,
+                request_fingerprint=event.fingerprint, dispensed_at=_timestamp(event.occurred_at),
+                receipt=[events_pb2.ReceiptLine(line_number=r.line_number, quantity=r.quantity, insured_vnd=r.insured_vnd,
+                                                fund_vnd=r.fund_vnd, patient_vnd=r.patient_vnd,
+                                                reimbursable_vnd=r.reimbursable_vnd)
+                         for r in (event.receipt.lines if event.receipt else ())])
         case events.ClaimSubmitted():
             rx = common_pb2.Prescription.FromString(event.prescription.document)
             return CLAIMS, event.quote.member_id, events_pb2.ClaimSubmitted(

@@ -198,16 +198,18 @@ def plan_dispense(checked: Checked, quote: Quote | None, *, dispense_token: str,
                                           quote.lines[l.line_number].reimbursable_vnd if l.line_number in quote.lines
                                           else 0) for l in command.lines)
         today = local_day(now)
+        receipt = Receipt(dispense_id, "", receipt_lines, reimbursement_id)
         events: list[Event] = [MedicationDispensed(dispense_id, rx, command.pharmacy, reimbursement_id, command.lines,
-                                                   now, command.invoice_number, payer_bhyt=False)]
+                                                   now, command.invoice_number, payer_bhyt=False,
+                                                   idempotency_key=command.idempotency_key,
+                                                   fingerprint=command.fingerprint(), receipt=receipt)]
         if reimbursement_id:
             reimbursable = tuple(l for l, r in zip(command.lines, receipt_lines) if r.reimbursable_vnd)
             events.append(ReimbursementRequested(reimbursement_id, dispense_id, quote, rx, command.pharmacy, today,
                                                  reimbursable, command.invoice_number, now))
         record = DispenseRecord(dispense_id, command.code, command.pharmacy, now, reimbursement_id, quote.member_id,
                                 command.lines)
-        return DispensePlan(command, today, Receipt(dispense_id, "", receipt_lines, reimbursement_id), record,
-                            tuple(events))
+        return DispensePlan(command, today, receipt, record, tuple(events))
     if quote is not None:
         recorded = rx.patient_card
         if recorded and recorded.upper() != quote.card_code:
@@ -225,13 +227,15 @@ def plan_dispense(checked: Checked, quote: Quote | None, *, dispense_token: str,
         receipt_lines = tuple(ReceiptLine(l.line_number, l.quantity, 0, 0, l.quantity * l.unit_price_vnd)
                               for l in command.lines)
     today = local_day(now)
+    receipt = Receipt(dispense_id, claim_id, receipt_lines)
     events: list[Event] = [MedicationDispensed(dispense_id, rx, command.pharmacy, claim_id, command.lines, now,
-                                               command.invoice_number)]
+                                               command.invoice_number, idempotency_key=command.idempotency_key,
+                                               fingerprint=command.fingerprint(), receipt=receipt)]
     if quote is not None:
         events.append(ClaimSubmitted(claim_id, dispense_id, quote, rx, command.pharmacy, today, command.lines, now))
     record = DispenseRecord(dispense_id, command.code, command.pharmacy, now, claim_id,
                             quote.member_id if quote else "", command.lines)
-    return DispensePlan(command, today, Receipt(dispense_id, claim_id, receipt_lines), record, tuple(events))
+    return DispensePlan(command, today, receipt, record, tuple(events))
 
 
 # What the store reports after applying a plan.

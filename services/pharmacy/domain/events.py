@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from services.pharmacy.domain.model import Closed, DispenseRecord, Prescription, Quote, SoldLine
+from services.pharmacy.domain.model import Closed, DispenseRecord, Prescription, Quote, Receipt, SoldLine
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,11 @@ class MedicationDispensed:
     occurred_at: datetime
     invoice_number: str = ""
     payer_bhyt: bool = True            # False: the patient paid everything at the counter
+    # What a point-of-sale retry needs after the ledger is rebuilt from the topics: the
+    # request's key and fingerprint and the answer it got (services/pharmacy/rebuild.py).
+    idempotency_key: str = ""
+    fingerprint: str = ""
+    receipt: Receipt | None = None
 
 
 @dataclass(frozen=True)
