@@ -42,6 +42,7 @@ class Proc:
     ports: tuple[int, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     console_filter: Callable[[str], bool] = lambda line: True
+    restart: bool = False              # when it dies, start it again instead of stopping everything
     popen: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -70,7 +71,7 @@ def kafka_ready(settings: CommonSettings) -> Callable[[], bool]:
         except Exception:
             return False
         try:
-            return bool(admin.describe_cluster().get("brokers"))
+            return len(admin.describe_cluster().get("brokers") or []) >= settings.kafka_brokers
         except Exception:
             return False
         finally:
@@ -88,9 +89,15 @@ def redis_ready(settings: CommonSettings) -> Callable[[], bool]:
     return probe
 
 
-def prepare_kafka(settings: CommonSettings) -> list[str]:
-    home = settings.run_dir / "kafka"
+def prepare_kafka(settings: CommonSettings, node: int = 0) -> list[str]:
+    """Node `node` of the local KRaft cluster (combined broker and controller): its own
+    node.id, ports (+10 per node), folder and log dirs; one cluster id formatted on each."""
+    home = settings.run_dir / ("kafka" if node == 0 else f"kafka-{node + 1}")
     data = home / "data"
+    kafka_port, controller_port = settings.ports.kafka + 10 * node, settings.ports.kafka_controller + 10 * node
+    nodes = settings.kafka_brokers
+    voters = ",".join(f"{n + 1}@127.0.0.1:{settings.ports.kafka_controller + 10 * n}" for n in range(nodes))
+    internal_rf, internal_isr = min(nodes, 3), (2 if nodes >= 3 else 1)
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
     scram: list[str] = []
@@ -105,31 +112,33 @@ def prepare_kafka(settings: CommonSettings) -> list[str]:
         with os.fdopen(fd, "wb") as out:
             out.write(settings.pki.key_file("kafka").read_bytes() + settings.pki.cert_file("kafka").read_bytes())
         security = kafka_security.broker_properties(
-            credentials_dir=credentials, pki=settings.pki, kafka_port=settings.ports.kafka,
-            controller_port=settings.ports.kafka_controller, keystore=keystore)
+            credentials_dir=credentials, pki=settings.pki, kafka_port=kafka_port,
+            controller_port=controller_port, keystore=keystore)
     else:
         security = [
-            f"listeners=PLAINTEXT://127.0.0.1:{settings.ports.kafka},CONTROLLER://127.0.0.1:{settings.ports.kafka_controller}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{settings.ports.kafka}",
+            f"listeners=PLAINTEXT://127.0.0.1:{kafka_port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{kafka_port}",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
     props.write_text("\n".join([
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{settings.ports.kafka_controller}",
+        f"node.id={node + 1}",
+        f"controller.quorum.voters={voters}",
         "controller.listener.names=CONTROLLER",
         *security,
         f"log.dirs={data}",
         # Topics exist because the project declares them (services/common/topics.py).
         "auto.create.topics.enable=false",
-        # One broker: internal topics cannot replicate; sized for a 2-core machine.
-        "offsets.topic.replication.factor=1",
+        # Internal topics replicate as far as the nodes allow; sized for a 2-core machine.
+        f"offsets.topic.replication.factor={internal_rf}",
         "offsets.topic.num.partitions=12",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
+        f"transaction.state.log.replication.factor={internal_rf}",
+        f"transaction.state.log.min.isr={internal_isr}",
         "transaction.state.log.num.partitions=4",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        f"share.coordinator.state.topic.replication.factor={internal_rf}",
+        f"share.coordinator.state.topic.min.isr={internal_isr}",
+        f"default.replication.factor={internal_rf}",
+        f"min.insync.replicas={internal_isr}",
         "group.initial.rebalance.delay.ms=0",
         "num.network.threads=2",
         "num.io.threads=4",
@@ -157,8 +166,11 @@ def prepare_kafka(settings: CommonSettings) -> list[str]:
     java = ["java", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
     marker = home / "scram-users.formatted"   # the cluster was formatted with the SCRAM users
     if not (data / "meta.properties").exists():
-        cluster_id = subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"], check=True,
-                                    capture_output=True, text=True).stdout.strip()
+        shared = settings.run_dir / "kafka-cluster.id"   # every node is formatted with the same id
+        if not shared.exists():
+            shared.write_text(subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"], check=True,
+                                             capture_output=True, text=True).stdout.strip())
+        cluster_id = shared.read_text().strip()
         subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram],
                        check=True, capture_output=True, text=True)
         if scram:
@@ -169,6 +181,20 @@ def prepare_kafka(settings: CommonSettings) -> list[str]:
     return ["java", f"-Xms{KAFKA_HEAP}", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
             "kafka.Kafka", str(props)]
+
+
+def kafka_nodes(settings: CommonSettings, console_filter) -> list[Proc]:
+    """One process per node; the last one waits for every broker to be registered. With three
+    nodes or more, a node that dies is restarted and the others go on (the cluster survives it)."""
+    nodes = settings.kafka_brokers
+    out = []
+    for node in range(nodes):
+        last = node == nodes - 1
+        out.append(Proc("kafka" if node == 0 else f"kafka-{node + 1}", prepare_kafka(settings, node),
+                        kafka_ready(settings) if last else None, console_filter=console_filter,
+                        ports=(settings.ports.kafka + 10 * node, settings.ports.kafka_controller + 10 * node),
+                        restart=nodes >= 3))
+    return out
 
 
 def redis_argv(settings: CommonSettings) -> list[str]:
@@ -184,8 +210,7 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
         stages.append([Proc("certificates", [py, "-m", "services.common.tls", str(settings.pki.directory)],
                             oneshot=True)])
     stages += [
-        [Proc("kafka", prepare_kafka(settings), kafka_ready(settings), console_filter=kafka_console,
-              ports=(settings.ports.kafka, settings.ports.kafka_controller)),
+        [*kafka_nodes(settings, kafka_console),
          Proc("redis", redis_argv(settings), redis_ready(settings), ports=(settings.ports.redis,))],
         [Proc("topics", [py, "-m", "services.common.topics"], oneshot=True),
          Proc("credentials", [py, "-m", "services.common.auth", str(settings.credentials_file.parent)],
@@ -340,8 +365,18 @@ class Supervisor:
             self.print_endpoints()
             ready_file.write_text(str(os.getpid()))
             while not self.stopping.wait(0.5):
-                for proc in self.running:
+                for proc in list(self.running):
                     if not proc.oneshot and proc.popen.poll() is not None:
+                        if proc.restart and not self.stopping.is_set():
+                            self.say("supervisor", f"{proc.name} exited with code {proc.popen.returncode}; "
+                                                   "starting it again (the others go on)")
+                            self.running.remove(proc)
+                            try:
+                                self.start(proc, COLORS[n % len(COLORS)])
+                            except RuntimeError as exc:   # its port not free yet: next round
+                                self.say("supervisor", f"{proc.name} not restarted yet: {exc}")
+                                self.running.append(proc)
+                            continue
                         self.say("supervisor", f"{proc.name} exited with code {proc.popen.returncode}; stopping all")
                         return self.stop(1)
             return self.stop(0)

@@ -120,6 +120,8 @@ class CommonSettings:
     crash_at: str = ""              # a named crash point, armed only by reliability tests
     profile_dir: Path | None = None  # where a gRPC service writes cProfile stats on stop (benchmarks)
     metrics_port: int = 0           # Prometheus /metrics of this process; 0: not served
+    kafka_brokers: int = 1          # nodes of the local KRaft cluster (EPRX_KAFKA_BROKERS)
+    outbox_alarm_depth: int = 50_000  # events waiting in a service's outbox before it reports NOT_SERVING
     # The CA and certificates; plaintext only under the explicit development setting EPRX_PLAINTEXT_DEV=1.
     pki: Pki = Pki(Path("tls"), enabled=False)
     redis_tls: bool = False         # EPRX_REDIS_TLS=1: Redis serves TLS only, clients trust the run's CA
@@ -168,8 +170,11 @@ class CommonSettings:
         env = Env(environ)
         run_dir = env.path("RUN_DIR", project_root() / ".run").resolve()
         ports = Ports.from_env(env)
-        replication = env.integer("REPLICATION_FACTOR", 1, minimum=1)
-        min_isr = env.integer("MIN_INSYNC_REPLICAS", 1, minimum=1)
+        # EPRX_KAFKA_BROKERS=3: a local cluster of three KRaft nodes, broker n on the Kafka and
+        # controller ports + 10 n; replication 3 and min.insync.replicas 2 unless set.
+        brokers = env.integer("KAFKA_BROKERS", 1, minimum=1, maximum=9)
+        replication = env.integer("REPLICATION_FACTOR", min(brokers, 3), minimum=1)
+        min_isr = env.integer("MIN_INSYNC_REPLICAS", 2 if brokers >= 3 else 1, minimum=1)
         if min_isr > replication:
             raise ConfigError(
                 f"{PREFIX}MIN_INSYNC_REPLICAS ({min_isr}) cannot exceed "
@@ -178,7 +183,10 @@ class CommonSettings:
         return cls(
             run_dir=run_dir,
             ports=ports,
-            kafka_bootstrap=env.text("KAFKA_BOOTSTRAP", f"127.0.0.1:{ports.kafka}"),
+            kafka_bootstrap=env.text("KAFKA_BOOTSTRAP", ",".join(f"127.0.0.1:{ports.kafka + 10 * n}"
+                                                                 for n in range(brokers))),
+            kafka_brokers=brokers,
+            outbox_alarm_depth=env.integer("OUTBOX_ALARM_DEPTH", 50_000, minimum=1),
             redis_url=env.text("REDIS_URL", f"redis://127.0.0.1:{ports.redis}/0"),
             credentials_file=env.path("CREDENTIALS_FILE", run_dir / "credentials" / "credentials.json"),
             topic_partitions=env.integer("TOPIC_PARTITIONS", 6, minimum=1, maximum=1024),

@@ -19,6 +19,33 @@ def connect(settings: CommonSettings, user: str) -> redis.asyncio.Redis:
     return redis.asyncio.Redis(connection_pool=pool)
 
 
+class OutboxBacklog(RuntimeError):
+    """The service's outbox holds more than it should: its relay is down or Kafka refuses."""
+
+
+class Readiness:
+    """What a service's health reports on: Redis answers, and the service's outbox is not
+    piling up (more than EPRX_OUTBOX_ALARM_DEPTH entries: the relay or Kafka is down). While
+    either fails the service says NOT_SERVING, so traffic goes elsewhere before Redis fills."""
+
+    def __init__(self, settings: CommonSettings, service: str):
+        from services.common.outbox import OutboxLayout
+        self.client = health_probe(settings, service)
+        self._streams = OutboxLayout(service, settings.outbox_shards).streams()
+        self._alarm = settings.outbox_alarm_depth
+
+    async def check(self) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xlen(stream)
+            depth = sum(await pipe.execute())
+        if depth > self._alarm:
+            raise OutboxBacklog(f"{depth} events wait in the outbox (alarm above {self._alarm})")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
 def health_probe(settings: CommonSettings, user: str) -> redis.asyncio.Redis:
     """A client of one connection for the health check alone: under load, the service's
     pool may be busy for a moment, which is not Redis being down."""

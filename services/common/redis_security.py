@@ -76,7 +76,8 @@ def server_argv(settings: "CommonSettings", home: Path) -> list[str]:
     argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(settings.ports.redis),
             "--dir", str(home), "--appendonly", "yes",
             "--appendfsync", os.environ.get("EPRX_REDIS_APPENDFSYNC", "everysec"),
-            "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
+            "--save", "", "--maxmemory", os.environ.get("EPRX_REDIS_MAXMEMORY", "1gb"),
+            "--maxmemory-policy", "noeviction", "--daemonize", "no",
             "--logfile", "", "--loglevel", "warning"]
     if settings.pki.enabled:
         from services.common import tls

@@ -1,7 +1,7 @@
 """Entry point of the insurance service: python -m services.insurance.app"""
 from __future__ import annotations
 
-from services.common.redis_client import health_probe
+from services.common.redis_client import Readiness
 from services.common.service_runner import run_service
 from services.insurance.adapters.grpc_api import InsuranceServicer, binding
 from services.insurance.bootstrap import bootstrap
@@ -13,12 +13,12 @@ def main() -> None:
 
     async def bindings():
         handlers, close = bootstrap(settings)
-        probe = health_probe(settings.common, "insurance")
+        probe = Readiness(settings.common, "insurance")
 
         async def stop() -> None:
             await close()
             await probe.aclose()
-        return [binding(InsuranceServicer(handlers))], stop, probe.ping
+        return [binding(InsuranceServicer(handlers))], stop, probe.check
 
     run_service("insurance", settings.common, settings.grpc_port, bindings, host=settings.grpc_host,
                 mutual_tls_port=settings.common.ports.insurance_internal)

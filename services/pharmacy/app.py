@@ -1,7 +1,7 @@
 """Entry point of the pharmacy service: python -m services.pharmacy.app"""
 from __future__ import annotations
 
-from services.common.redis_client import health_probe
+from services.common.redis_client import Readiness
 from services.common.service_runner import run_service
 from services.pharmacy.adapters.grpc_api import PharmacyServicer, binding
 from services.pharmacy.bootstrap import bootstrap
@@ -13,12 +13,12 @@ def main() -> None:
 
     async def bindings():
         handlers, close = bootstrap(settings)
-        probe = health_probe(settings.common, "pharmacy")
+        probe = Readiness(settings.common, "pharmacy")
 
         async def stop() -> None:
             await close()
             await probe.aclose()
-        return [binding(PharmacyServicer(handlers))], stop, probe.ping
+        return [binding(PharmacyServicer(handlers))], stop, probe.check
 
     run_service("pharmacy", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
 

@@ -76,3 +76,28 @@ def test_with_redis_tls_on_the_port_speaks_tls_only(settings, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+async def test_a_piling_outbox_makes_the_service_not_ready(settings):
+    """Issue 13 (5): health reports NOT_SERVING (its probe fails) while the service's outbox holds
+    more than the alarm depth, and ready again once it drains."""
+    import dataclasses
+
+    from services.common.outbox import OutboxLayout
+    from services.common.redis_client import OutboxBacklog, Readiness
+    admin = as_user(settings, "admin")
+    stream = OutboxLayout("insurance", settings.outbox_shards).stream(0)
+    depth = sum(admin.xlen(s) for s in OutboxLayout("insurance", settings.outbox_shards).streams())
+    readiness = Readiness(dataclasses.replace(settings, outbox_alarm_depth=depth + 2), "insurance")
+    try:
+        await readiness.check()                                  # under the alarm: ready
+        ids = [admin.xadd(stream, {"event_id": f"e{i}", "topic": "none", "key": "k", "headers": "", "value": "v"})
+               for i in range(5)]
+        try:
+            with pytest.raises(OutboxBacklog):
+                await readiness.check()
+        finally:
+            admin.xdel(stream, *ids)
+        await readiness.check()
+    finally:
+        await readiness.aclose()
