@@ -35,3 +35,22 @@ def shared_secret(path: Path) -> bytes:
         finally:
             draft.unlink()
     return path.read_bytes()
+
+
+def password_files(folder: Path, names) -> dict[str, str]:
+    """One random password per name, each in its own file (0600) in `folder` (0700), made when
+    missing: a process is given only the file of the principal it runs as. name -> password."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    out = {}
+    for name in names:
+        path = folder / f"{name}.password"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24) + "\n")
+        out[name] = path.read_text().strip()
+    return out

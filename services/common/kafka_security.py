@@ -8,13 +8,13 @@ own controller with its certificate (mutual TLS) and is a super user too. Plaint
 exists only under EPRX_PLAINTEXT_DEV=1."""
 from __future__ import annotations
 
-import os
-import secrets
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
+
+from services.common.files import password_files
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"
@@ -29,19 +29,8 @@ def password_file(credentials_dir: Path, principal: str) -> Path:
 
 
 def ensure_passwords(credentials_dir: Path) -> dict[str, str]:
-    """Every principal's password, made when missing; principal -> password."""
-    folder = credentials_dir / "kafka"
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    out = {}
-    for principal in PRINCIPALS:
-        path = password_file(credentials_dir, principal)
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24) + "\n")
-        out[principal] = path.read_text().strip()
-    return out
+    """Every principal's password, made when missing."""
+    return password_files(credentials_dir / "kafka", PRINCIPALS)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from services.common.files import password_files
 
 if TYPE_CHECKING:
     from services.common.config import CommonSettings
@@ -32,18 +33,8 @@ def password_file(credentials_dir: Path, user: str) -> Path:
 
 
 def ensure_passwords(credentials_dir: Path) -> dict[str, str]:
-    folder = credentials_dir / "redis"
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    out = {}
-    for user in USERS:
-        path = password_file(credentials_dir, user)
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24) + "\n")
-        out[user] = path.read_text().strip()
-    return out
+    """Every user's password, made when missing."""
+    return password_files(credentials_dir / "redis", USERS)
 
 
 def acl_lines(passwords: dict[str, str]) -> list[str]:

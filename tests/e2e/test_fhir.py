@@ -15,6 +15,7 @@ from eprescription.pharmacy.v1 import pharmacy_pb2, pharmacy_pb2_grpc
 from services.common.auth import load_tokens
 from services.fhir import systems as S
 from tests.support.fhir import dumps, entry, errors, example, hapi_validate, loads, parse
+from tests.support import eventually
 from tests.support.insurance_fixtures import new_member
 
 FHIR_JSON = "application/fhir+json"
@@ -67,15 +68,6 @@ def bundle_for(member) -> dict:
     return bundle
 
 
-async def eventually(probe, timeout=30.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if result or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.2)
-
-
 async def test_a_bundle_is_issued_sold_adjudicated_and_read_back_as_fhir(fhir, system, store):
     member = new_member(4)
     await store.upsert_member(member)
@@ -111,7 +103,7 @@ async def test_a_bundle_is_issued_sold_adjudicated_and_read_back_as_fhir(fhir, s
             except grpc.aio.AioRpcError as error:
                 assert error.code() == grpc.StatusCode.NOT_FOUND, error
                 return None
-        sold = await eventually(sell)
+        sold = await eventually(sell, message="the sale, once the ledger is open")
     assert sold and sold.claim_id
 
     status, dispenses, _ = await fhir.call("GET", f"MedicationDispense?prescription={code}", "pharmacy-b")
@@ -130,13 +122,12 @@ async def test_a_bundle_is_issued_sold_adjudicated_and_read_back_as_fhir(fhir, s
         ext = {e["url"]: e["valueInteger"] for e in now["entry"][1]["resource"].get("extension", [])
                if "valueInteger" in e}
         return ext.get(S.EXT_DISPENSED) == 6 and ext.get(S.EXT_REMAINING) == 6
-    assert await eventually(progressed)
+    assert await eventually(progressed, message="the sale in the prescription's progress")
 
     async def adjudicated():
         status, claim, _ = await fhir.call("GET", f"ClaimResponse/{sold.claim_id}", "insurer", keep=False)
         return claim if status == 200 else None
-    claim = await eventually(adjudicated)
-    assert claim, "the claim was not adjudicated"
+    claim = await eventually(adjudicated, message="the claim adjudicated")
     await fhir.call("GET", f"ClaimResponse/{sold.claim_id}", "insurer")  # kept for the validator
     totals = {t["category"]["coding"][0]["code"]: t["amount"]["value"] for t in claim["total"]}
     assert (totals["benefit"], totals["patient"]) == (sold.fund_total_vnd, sold.patient_total_vnd)

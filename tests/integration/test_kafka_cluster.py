@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import pytest
@@ -62,14 +61,20 @@ def test_one_broker_killed_under_load_loses_no_acknowledged_record_and_comes_bac
             key = f"k{n % 20}".encode()
             sent.append((key, n, producer.send(topic, key=key, value=str(n).encode())))
             n += 1
-            time.sleep(0.002)
+            if n % 50 == 0:
+                producer.flush(timeout=60)    # a steady flow, paced by the cluster's own acknowledgements
+
+    def acknowledged_count() -> int:
+        return sum(1 for _, _, f in list(sent) if f.is_done and f.succeeded())
     writer = threading.Thread(target=flow)
     writer.start()
-    time.sleep(3)
+    wait_until(lambda: acknowledged_count() >= 500, timeout=60, message="the flow under way")
     pidfile = settings.run_dir / "pids" / "kafka-2.pid"
     victim = int(pidfile.read_text())
     os.kill(victim, signal.SIGKILL)           # one broker gone, hard
-    time.sleep(6)
+    before = acknowledged_count()
+    wait_until(lambda: acknowledged_count() >= before + 1_000, timeout=120,
+               message="a thousand more acknowledged with one broker down")
     stop.set()
     writer.join()
     producer.flush(timeout=120)
