@@ -151,7 +151,11 @@ class OutboxRelay:
 
     def _still_held(self, shards: list[int]) -> set[int]:
         """The shards whose lease the caller holds now (renewed), of those it read."""
-        held = {s for s in shards if self._lease(keys=[self._layout.lease(s)], args=[self._owner, self._lease_ms])}
+        with self._redis.pipeline(transaction=False) as pipe:   # one round trip for every shard read
+            for shard in shards:
+                self._lease(keys=[self._layout.lease(shard)], args=[self._owner, self._lease_ms], client=pipe)
+            answers = pipe.execute()
+        held = {shard for shard, mine in zip(shards, answers) if mine}
         lost = set(shards) - held
         if lost:
             log.warning("outbox.lease_lost", shards=sorted(lost), shipped=0)

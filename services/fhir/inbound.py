@@ -21,6 +21,13 @@ from services.kernel.calendar import months_between
 
 MAX_ENTRIES = 120          # 50 lines, their conditions and the people: more is not a prescription
 CHILD_MONTHS = 72
+INT32 = 2**31 - 1          # FHIR integer, and the request's int32 fields
+INT64 = 2**62              # money: far beyond any real amount, inside int64
+
+
+def _finite(value: Decimal) -> bool:
+    """A number small enough to handle: no 1e999999999 turned into a billion digits."""
+    return value.is_finite() and -18 <= value.adjusted() <= 18
 TYPES = {"c": common_pb2.PRESCRIPTION_TYPE_ORDINARY, "n": common_pb2.PRESCRIPTION_TYPE_NARCOTIC,
          "h": common_pb2.PRESCRIPTION_TYPE_PSYCHOTROPIC, "y": common_pb2.PRESCRIPTION_TYPE_TRADITIONAL}
 BUNDLE_TYPES = frozenset({"collection", "transaction", "message", "document"})
@@ -97,15 +104,18 @@ class _Reader:
             return ""
         return value
 
-    def integer(self, parent: dict, key: str, where: str) -> int | None:
+    def integer(self, parent: dict, key: str, where: str, limit: int = INT32) -> int | None:
         value = parent.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, Decimal)) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             self.fail(f"{where}.{key}", f"{key} must be a whole number", "value")
             return None
-        if not -2**62 < value < 2**62:
-            self.fail(f"{where}.{key}", f"{key} is out of range", "value")
+        if isinstance(value, Decimal) and not _finite(value) or not -limit <= value <= limit:
+            self.fail(f"{where}.{key}", f"{key} is out of range (at most {limit})", "value")
+            return None
+        if value != int(value):
+            self.fail(f"{where}.{key}", f"{key} must be a whole number", "value")
             return None
         return int(value)
 
@@ -115,6 +125,9 @@ class _Reader:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             self.fail(f"{where}.{key}", f"{key} must be a number", "value")
+            return None
+        if not _finite(Decimal(value)):
+            self.fail(f"{where}.{key}", f"{key} is out of range", "value")
             return None
         return Decimal(value)
 
@@ -151,10 +164,11 @@ class _Reader:
                 at = f"{where}.extension[{i}]"
                 key = f"value{kind}"
                 value = ext.get(key)
-                expected = {"Boolean": bool, "Integer": int, "String": str, "Money": dict}[kind]
-                if kind == "Integer" and isinstance(value, Decimal) and value == int(value):
-                    value = int(value)
-                if not isinstance(value, expected) or (kind == "Integer" and isinstance(value, bool)):
+                if kind == "Integer":
+                    number = self.integer(ext, key, at)
+                    return (number, f"{at}.{key}") if number is not None else (None, at)
+                expected = {"Boolean": bool, "String": str, "Money": dict}[kind]
+                if not isinstance(value, expected):
                     self.fail(f"{at}.{key}", f"this extension takes {key}", "value")
                     return None, at
                 return value, f"{at}.{key}"
@@ -386,7 +400,7 @@ def _add_diagnosis(r: _Reader, sub: Submission, concept: dict | None, at: str) -
 
 
 def _money(r: _Reader, money: dict, where: str) -> int | None:
-    value = r.integer(money, "value", where)
+    value = r.integer(money, "value", where, limit=INT64)
     if money.get("currency", "VND") != "VND":
         r.fail(f"{where}.currency", "amounts are in VND (whole dong)", "value")
     return value
@@ -531,11 +545,12 @@ def _day_of(r: _Reader, period: dict, key: str, at: str) -> date | None:
 def _per_day(frequency: int, period: Decimal, unit) -> int | None:
     if frequency < 1 or period <= 0:
         return None
+    per_day = None
     if unit == "d" and period == 1:
-        return frequency
-    if unit == "h" and period == int(period) and 24 % int(period) == 0:
-        return frequency * (24 // int(period))
-    return None
+        per_day = frequency
+    elif unit == "h" and period == int(period) and 24 % int(period) == 0:
+        per_day = frequency * (24 // int(period))
+    return per_day if per_day is not None and per_day <= INT32 else None
 
 
 def _plain(value: Decimal) -> str:

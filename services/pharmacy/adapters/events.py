@@ -2,6 +2,7 @@
 correlation id) and the prescription events it reads back to domain values."""
 from __future__ import annotations
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 
@@ -44,8 +45,7 @@ def decode_prescription_event(envelope: events_pb2.EventEnvelope
     return None
 
 
-def _timestamp(moment):
-    from google.protobuf.timestamp_pb2 import Timestamp
+def _timestamp(moment) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(moment)
     return stamp

@@ -165,3 +165,28 @@ def test_the_first_of_several_identifiers_wins_by_kind_not_by_order():
     patient["identifier"].insert(0, {"system": S.PASSPORT, "value": "B1234567"})
     sub = read_bundle(copy.deepcopy(bundle), TODAY)
     assert sub.request.draft.patient.identifier.WhichOneof("kind") == "citizen_id"
+
+
+@pytest.mark.parametrize("where, value", [
+    ("quantity", Decimal("1e999999999")), ("dose", Decimal("1e999999999")), ("frequency", 2**40),
+    ("age", 2**40), ("money", Decimal("-1e999999999"))])
+def test_absurd_numbers_are_refused_at_their_element_not_computed(where, value):
+    """A billion-digit exponent must not become a billion digits; an int32 field must not
+    overflow into an error the caller cannot read."""
+    bundle = example()
+    order = entry(bundle, "MedicationRequest")
+    if where == "quantity":
+        order["dispenseRequest"]["quantity"]["value"] = value
+    elif where == "dose":
+        order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = value
+    elif where == "frequency":
+        order["dosageInstruction"][0]["timing"]["repeat"]["frequency"] = value
+    elif where == "age":
+        entry(bundle, "Patient")["extension"] = [{"url": S.EXT_AGE_IN_MONTHS, "valueInteger": value}]
+    else:
+        bundle["entry"].append({"resource": {"resourceType": "Encounter", "status": "finished",
+                                             "identifier": [{"system": S.VISIT, "value": "v"}],
+                                             "extension": [{"url": S.EXT_OTHER_COSTS,
+                                                            "valueMoney": {"value": value, "currency": "VND"}}]}})
+    issues = refusal(bundle)
+    assert [i.code for i in issues] == ["value"] and "out of range" in issues[0].message
