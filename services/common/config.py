@@ -122,6 +122,7 @@ class CommonSettings:
     metrics_port: int = 0           # Prometheus /metrics of this process; 0: not served
     kafka_brokers: int = 1          # nodes of the local KRaft cluster (EPRX_KAFKA_BROKERS)
     outbox_alarm_depth: int = 50_000  # events waiting in a service's outbox before it reports NOT_SERVING
+    dedup_ttl_seconds: int = 7 * 24 * 3600   # how long a consumer remembers an event id it handled
     # The CA and certificates; plaintext only under the explicit development setting EPRX_PLAINTEXT_DEV=1.
     pki: Pki = Pki(Path("tls"), enabled=False)
     redis_tls: bool = False         # EPRX_REDIS_TLS=1: Redis serves TLS only, clients trust the run's CA
@@ -187,6 +188,7 @@ class CommonSettings:
                                                                  for n in range(brokers))),
             kafka_brokers=brokers,
             outbox_alarm_depth=env.integer("OUTBOX_ALARM_DEPTH", 50_000, minimum=1),
+            dedup_ttl_seconds=env.integer("DEDUP_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
             redis_url=env.text("REDIS_URL", f"redis://127.0.0.1:{ports.redis}/0"),
             credentials_file=env.path("CREDENTIALS_FILE", run_dir / "credentials" / "credentials.json"),
             topic_partitions=env.integer("TOPIC_PARTITIONS", 6, minimum=1, maximum=1024),

@@ -138,16 +138,24 @@ class Deduplicator(Protocol):
 
 
 class RedisDeduplicator:
-    def __init__(self, redis, consumer: str, ttl_seconds: int = 14 * 24 * 3600):
+    """Event ids a consumer handled, kept in Redis for `ttl_seconds` (bounded in time): a
+    restarted or rebalanced worker skips what any worker of its group already handled. One
+    key per id, `{<service>:dedup:<consumer>:<id>}`: inside the service's ACL key patterns,
+    and spread over every Redis Cluster slot instead of one hot one."""
+
+    def __init__(self, redis, consumer: str, ttl_seconds: int = 7 * 24 * 3600, *, service: str | None = None):
         self._redis = redis
-        self._prefix = f"dedup:{consumer}:"
+        self._prefix = "{" + f"{service or consumer.split('-')[0]}:dedup:{consumer}:"
         self._ttl = ttl_seconds
 
+    def key(self, event_id: str) -> str:
+        return f"{self._prefix}{event_id}}}"
+
     async def seen(self, event_id: str) -> bool:
-        return bool(await self._redis.exists(self._prefix + event_id))
+        return bool(await self._redis.exists(self.key(event_id)))
 
     async def remember(self, event_id: str) -> None:
-        await self._redis.set(self._prefix + event_id, b"1", ex=self._ttl)
+        await self._redis.set(self.key(event_id), b"1", ex=self._ttl)
 
 
 class MemoryDeduplicator:
@@ -165,6 +173,29 @@ class MemoryDeduplicator:
         self._ids[event_id] = None
         if len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
+
+
+class DurableDeduplicator:
+    """Memory in front of Redis: bounded in memory (the recent ids) and in time (the Redis
+    keys expire), and it survives a restart, which the memory alone does not."""
+
+    def __init__(self, durable: RedisDeduplicator, capacity: int = 50_000) -> None:
+        self._recent = MemoryDeduplicator(capacity)
+        self._durable = durable
+
+    async def seen(self, event_id: str) -> bool:
+        return await self._recent.seen(event_id) or await self._durable.seen(event_id)
+
+    async def remember(self, event_id: str) -> None:
+        await self._durable.remember(event_id)
+        await self._recent.remember(event_id)
+
+
+def durable_dedup(settings: CommonSettings, service: str, consumer: str) -> DurableDeduplicator:
+    """The de-duplicator of a consumer with side effects, on the service's own Redis user."""
+    from services.common.redis_client import connect
+    return DurableDeduplicator(RedisDeduplicator(connect(settings, service), consumer, service=service,
+                                                 ttl_seconds=settings.dedup_ttl_seconds))
 
 
 class DeadLetters:
@@ -245,10 +276,10 @@ class EnvelopeProcessor:
 
 
 async def process_in_order(app: faust.App, consumer: str, stream, handle: Handler, *,
+                           dedup: Deduplicator | None = None,
                            dead_letters: Callable[[faust.App, str], DeadLetters] = DeadLetters) -> None:
     """Every event of an agent's stream through the envelope processor, one at a time in
-    partition order. The in-memory de-duplication only spares idempotent handlers the
-    redeliveries of a rebalance."""
-    processor = EnvelopeProcessor(consumer, MemoryDeduplicator(), dead_letters(app, consumer))
+    partition order, skipping what `dedup` says was handled (durable: see durable_dedup)."""
+    processor = EnvelopeProcessor(consumer, dedup or MemoryDeduplicator(), dead_letters(app, consumer))
     async for event in stream.events():
         await processor.process(event, handle)

@@ -15,8 +15,8 @@ from typing import Awaitable, Callable
 import faust
 
 from services.common import metrics
-from services.common.streams import (DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, keyed_table,
-                                     process_in_order, source_topic)
+from services.common.streams import (DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, durable_dedup,
+                                     keyed_table, process_in_order, source_topic)
 from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS
 from services.insurance.adapters.events import decode_claim_event, decode_prescription_event, encode
 from services.insurance.bootstrap import bootstrap
@@ -106,7 +106,8 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
             if issued is not None:
                 await send(await h.on_prescription_issued(issued))
 
-        await process_in_order(app, PRESCRIPTION_WATCHER, stream, handle, dead_letters=dead_letters)
+        await process_in_order(app, PRESCRIPTION_WATCHER, stream, handle, dead_letters=dead_letters,
+                               dedup=durable_dedup(settings.common, "insurance", PRESCRIPTION_WATCHER))
 
     return app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import faust
 
-from services.common.streams import create_app, process_in_order, source_topic
+from services.common.streams import create_app, durable_dedup, process_in_order, source_topic
 from services.common.topics import PRESCRIPTIONS
 from services.pharmacy.adapters.events import decode_prescription_event
 from services.pharmacy.bootstrap import bootstrap
@@ -32,7 +32,8 @@ def build(settings: Settings) -> faust.App:
 
     @app.agent(source_topic(app, PRESCRIPTIONS), name="pharmacy-build-ledger")
     async def build_ledger(stream):
-        await process_in_order(app, CONSUMER, stream, ledger_projection(bootstrap(settings)[0]))
+        await process_in_order(app, CONSUMER, stream, ledger_projection(bootstrap(settings)[0]),
+                               dedup=durable_dedup(settings.common, "pharmacy", CONSUMER))
 
     return app
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import faust
 
-from services.common.streams import create_app, process_in_order, source_topic
+from services.common.streams import create_app, durable_dedup, process_in_order, source_topic
 from services.common.topics import DISPENSES, PRESCRIPTIONS
 from services.prescribing.adapters import events
 from services.prescribing.bootstrap import bootstrap
@@ -34,8 +34,10 @@ def build(settings: Settings) -> faust.App:
     app = create_app("prescribing", settings.common)
 
     async def consume(stream):
-        # The projections are idempotent (versions, applied-event sets).
-        await process_in_order(app, CONSUMER, stream, projection(bootstrap(settings)[0]))
+        # The projections are idempotent too (versions, applied-event sets): the durable
+        # de-duplication spares them the work of a restart's redeliveries.
+        await process_in_order(app, CONSUMER, stream, projection(bootstrap(settings)[0]),
+                               dedup=durable_dedup(settings.common, "prescribing", CONSUMER))
 
     @app.agent(source_topic(app, PRESCRIPTIONS), name="prescribing-project-prescriptions")
     async def project_prescriptions(stream):
