@@ -15,8 +15,8 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
             EPRX_INSURANCE_PORT=51053 EPRX_FHIR_PORT=51080 EPRX_INSURANCE_INTERNAL_PORT=51063 EPRX_LOG_FORMAT=json
 
-.PHONY: install protos kafka-jars fhir-validator redis-bin credentials topics run up down status grpcurl demo bench \
-        test test-unit test-integration test-clean-slate fuzz clean
+.PHONY: install protos kafka-jars fhir-validator redis-bin credentials topics run up down status grpcurl toxiproxy demo bench bench-recovery chaos \
+        test test-unit test-integration test-redis-cluster test-clean-slate fuzz clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin
 
@@ -68,6 +68,12 @@ grpcurl: $(GRPCURL)
 $(GRPCURL):
 	GOBIN=$(CURDIR)/.cache/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
 
+# Network faults for the fault runs (chaos/run.py): a TCP proxy that adds latency and resets.
+TOXIPROXY := .cache/toxiproxy/bin/server
+toxiproxy: $(TOXIPROXY)
+$(TOXIPROXY):
+	GOBIN=$(CURDIR)/.cache/toxiproxy/bin go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0
+
 credentials: install
 	$(PY) -m services.common.auth .run/credentials
 
@@ -92,6 +98,15 @@ bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/run.py
 
+# The insurance worker's recovery time from the changelog of RECOVERY_CLAIMS claims (default 1,000,000).
+bench-recovery: install
+	$(PY) bench/recovery.py
+
+# Every fault in turn under a steady load, the long versions (about 25 minutes); prints the
+# fault table and writes chaos/results/<stamp>.json. `make test` runs the short versions of some.
+chaos: install toxiproxy
+	$(PY) chaos/run.py
+
 # Against a running system (`make run` in another terminal, or `make up`).
 demo: install
 	$(PY) -m demo.story
@@ -110,10 +125,22 @@ test-integration: test-clean-slate
 	@set +e; $(TEST_ENV) $(PY) -m pytest tests/contract tests/integration -q; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc
 
-test: test-clean-slate fhir-validator
+test: test-clean-slate fhir-validator toxiproxy
 	@$(TEST_ENV) $(SUPERVISE) up --infra-only
 	@set +e; $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc
+
+# The suite's Redis-facing tests against a local Redis Cluster (3 masters, 3 replicas, Debian's
+# redis-server): the contract suites first (they empty database 0, a cluster's only one), then
+# the demo members again, then the integration and end-to-end tests.
+CLUSTER_ENV := $(TEST_ENV) EPRX_REDIS_CLUSTER=1
+test-redis-cluster: test-clean-slate
+	@$(CLUSTER_ENV) $(SUPERVISE) up --infra-only
+	@set +e; $(CLUSTER_ENV) $(PY) -m pytest tests/contract -q -p no:cacheprovider && \
+	  $(CLUSTER_ENV) $(PY) -m services.insurance.import_members reference/demo/members.csv && \
+	  $(CLUSTER_ENV) $(PY) -m pytest tests/integration tests/e2e -q -p no:cacheprovider \
+	    --deselect tests/integration/test_redis_acls.py --deselect tests/integration/test_kafka_cluster.py; \
+	  rc=$$?; $(CLUSTER_ENV) $(SUPERVISE) down; exit $$rc
 
 # Generated requests against every RPC of the running system: 10,000 cases per RPC (FUZZ_EXAMPLES),
 # then the report of answers by status code. `make test` runs 150 per RPC.

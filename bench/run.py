@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -37,17 +34,18 @@ os.environ.update(BENCH_ENV)
 
 import grpc  # noqa: E402
 import redis  # noqa: E402
-from eprescription.common.v1 import common_pb2  # noqa: E402
 from eprescription.pharmacy.v1 import pharmacy_pb2, pharmacy_pb2_grpc  # noqa: E402
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
 from services.common.auth import load_tokens  # noqa: E402
 from services.common.config import CommonSettings  # noqa: E402
-from services.common.events import EventDecodeError, decode, payload_of  # noqa: E402
-from services.common.topic_reader import TopicFollower, end_offsets, read_to_end  # noqa: E402
-from services.common.topics import CLAIMS_ADJUDICATED, DISPENSES, TopicSpec, apply_topics  # noqa: E402
+from services.common.events import decode, payload_of  # noqa: E402
+from services.common.topic_reader import end_offsets, read_to_end  # noqa: E402
+from services.common.topics import DISPENSES, TopicSpec, apply_topics  # noqa: E402
 from services.kernel.calendar import utc_now  # noqa: E402
+
+from bench.lifecycle import AdjudicationWatcher, draft, import_members  # noqa: E402
 
 CEILING_PORT = 52099
 PY = sys.executable
@@ -67,26 +65,6 @@ def summary(values: list[float]) -> dict:
 def supervise(command: str) -> None:
     subprocess.run([PY, str(ROOT / "deploy" / "local" / "supervise.py"), command], check=command != "down",
                    env=os.environ)
-
-
-def import_members(n: int) -> list[tuple[str, str]]:
-    """n fresh BHYT members through the agency's import command; returns (citizen id, card)."""
-    rows, members = [], []
-    stamp = uuid.uuid4().int
-    for i in range(n):
-        ssn = f"{(stamp + i) % 10**10:010d}"
-        cccd = f"9{(stamp + 7 * i) % 10**11:011d}"
-        card = f"DN401{ssn}"
-        rows.append([card, ssn, cccd, "Bench", "1970-01-01", "female", "2026-01-01", "2027-12-31", "01001", "", ""])
-        members.append((cccd, card))
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["card_code", "social_security_number", "citizen_id", "full_name", "date_of_birth", "sex",
-                         "valid_from", "valid_to", "registered_facility", "copay_exempt_from", "five_years_from"])
-        writer.writerows(rows)
-    subprocess.run([PY, "-m", "services.insurance.import_members", f.name], check=True, env=os.environ, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    return members
 
 
 async def timed_calls(call, n: int, concurrency: int) -> tuple[float, list[float]]:
@@ -134,46 +112,6 @@ async def ceilings(settings: CommonSettings, concurrency: int) -> dict:
     return {"grpc_noop_per_s": round(noop_rate), "grpc_noop_latency": summary(noop_lat),
             "grpc_redis_roundtrip_per_s": round(redis_rate), "grpc_redis_latency": summary(redis_lat),
             "kafka_produce_1kb_acks_all_per_s": round(produce_rate), "kafka_consume_1kb_per_s": round(consume_rate)}
-
-
-class AdjudicationWatcher(threading.Thread):
-    """Follows rx.claims.adjudicated.v1 from its current end and notes when each claim shows up."""
-
-    def __init__(self, settings: CommonSettings):
-        super().__init__(daemon=True)
-        self.seen: dict[str, float] = {}
-        self.events: dict[str, set[str]] = defaultdict(set)
-        self.stop = threading.Event()
-        self.follower = TopicFollower(settings.kafka_access("admin"), CLAIMS_ADJUDICATED, from_end=True)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            records = self.follower.poll(timeout_ms=200)
-            now = time.monotonic()
-            for record in records:
-                try:
-                    env = decode(record.value)
-                except EventDecodeError:
-                    continue
-                claim = payload_of(env)
-                self.seen.setdefault(claim.claim_id, now)
-                self.events[claim.claim_id].add(env.event_id)
-        self.follower.close()
-
-
-def draft(cccd: str, card: str) -> prescribing_pb2.PrescriptionDraft:
-    return prescribing_pb2.PrescriptionDraft(
-        type=common_pb2.PRESCRIPTION_TYPE_ORDINARY,
-        patient=common_pb2.Patient(identifier=common_pb2.PatientIdentifier(citizen_id=cccd), name="Bench Patient",
-                                   date_of_birth=common_pb2.Date(year=1970, month=1, day=1), sex=common_pb2.SEX_FEMALE,
-                                   address="Hà Nội", bhyt_card=card),
-        diagnoses=[common_pb2.Diagnosis(icd10="J02.9", text="Viêm họng cấp")],
-        prescriber=common_pb2.Prescriber(certificate_number="001234/HNO-CCHN", linkage_code="BS01001001",
-                                         facility_code="01001"),
-        lines=[common_pb2.PrescriptionLine(drug_code="J01CR02-1GT", quantity=14, dose_per_administration="1",
-                                           administrations_per_day=2, days=7, directions="sau ăn"),
-               common_pb2.PrescriptionLine(drug_code="N02BE01-500T", quantity=12, dose_per_administration="1",
-                                           administrations_per_day=3, days=4, directions="khi sốt")])
 
 
 async def load(settings: CommonSettings, members, concurrency: int, seconds: float, watcher) -> dict:

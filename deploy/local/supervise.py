@@ -79,10 +79,13 @@ def kafka_ready(settings: CommonSettings) -> Callable[[], bool]:
     return probe
 
 
-def redis_ready(settings: CommonSettings) -> Callable[[], bool]:
+def redis_ready(settings: CommonSettings, port: int | None = None) -> Callable[[], bool]:
     def probe() -> bool:
         import redis
         try:
+            if port is not None:   # one node of the cluster
+                from services.common.redis_cluster import node_client
+                return node_client(settings, port).ping()
             return redis.Redis.from_url(settings.redis_url_for("admin"), socket_timeout=1).ping()
         except Exception:
             return False
@@ -202,6 +205,19 @@ def redis_argv(settings: CommonSettings) -> list[str]:
     return server_argv(settings, settings.run_dir / "redis")
 
 
+def redis_nodes(settings: CommonSettings) -> list[Proc]:
+    """One Redis, or under EPRX_REDIS_CLUSTER=1 the six nodes of a Redis Cluster (formed by the
+    `redis-cluster` step); a node that dies is restarted, and comes back as a replica."""
+    if not settings.redis_cluster:
+        return [Proc("redis", redis_argv(settings), redis_ready(settings), ports=(settings.ports.redis,),
+                     restart=restart_on_exit())]
+    from services.common.redis_security import CLUSTER_BUS_OFFSET, cluster_ports, server_argv
+    return [Proc("redis" if n == 0 else f"redis-{n + 1}",
+                 server_argv(settings, settings.run_dir / "redis" / f"node-{n + 1}", node=n),
+                 redis_ready(settings, port), ports=(port, port + CLUSTER_BUS_OFFSET), restart=True)
+            for n, port in enumerate(cluster_ports(settings))]
+
+
 def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
     py = sys.executable
     kafka_console = lambda line: any(w in line for w in (" WARN ", " ERROR ", "Kafka version", "Server started"))  # noqa: E731
@@ -210,8 +226,9 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
         stages.append([Proc("certificates", [py, "-m", "services.common.tls", str(settings.pki.directory)],
                             oneshot=True)])
     stages += [
-        [*kafka_nodes(settings, kafka_console),
-         Proc("redis", redis_argv(settings), redis_ready(settings), ports=(settings.ports.redis,))],
+        [*kafka_nodes(settings, kafka_console), *redis_nodes(settings)],
+        *([[Proc("redis-cluster", [py, "-m", "services.common.redis_cluster"], oneshot=True)]]
+          if settings.redis_cluster else []),
         [Proc("topics", [py, "-m", "services.common.topics"], oneshot=True),
          Proc("credentials", [py, "-m", "services.common.auth", str(settings.credentials_file.parent)],
               oneshot=True),
@@ -224,6 +241,7 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
         return stages
     services = []
     metrics = topology.metrics_ports(metrics_base_port())
+    restart = restart_on_exit()
     for process in topology.application():
         env = {"EPRX_METRICS_PORT": str(metrics[process.name])}
         ports = (metrics[process.name],) if metrics[process.name] else ()
@@ -232,14 +250,30 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
             if process.grpc_service == "insurance" and settings.pki.enabled:
                 ports = (settings.ports.insurance_internal, *ports)
             services.append(Proc(process.name, [py, *process.module_args], grpc_ready(port, settings),
-                                 ports=(port, *ports), env=env))
+                                 ports=(port, *ports), env=env, restart=restart))
         elif process.http_port:
             port = getattr(settings.ports, process.http_port)
             services.append(Proc(process.name, [py, *process.module_args], http_ready(port, settings),
-                                 ports=(port, *ports), env=env))
+                                 ports=(port, *ports), env=env, restart=restart))
         else:
-            services.append(Proc(process.name, [py, *process.module_args], ports=ports, env=env))
+            services.append(Proc(process.name, [py, *process.module_args], ports=ports, env=env, restart=restart))
+            if process.name.endswith("-relay"):   # more relays of the service share its shards by lease
+                services += [Proc(f"{process.name}-{n}", [py, *process.module_args], restart=restart,
+                                  env={"EPRX_METRICS_PORT": "0", "EPRX_REPLICA": str(n - 1)})
+                             for n in range(2, relay_replicas() + 1)]
     return stages + [services]
+
+
+def restart_on_exit() -> bool:
+    """EPRX_SUPERVISOR_RESTART=1: a process that dies is started again (as an orchestrator
+    would) instead of stopping everything; the fault tests run this way. Kafka nodes of a
+    three-node cluster are restarted in any case."""
+    return os.environ.get("EPRX_SUPERVISOR_RESTART", "0") == "1"
+
+
+def relay_replicas() -> int:
+    """EPRX_RELAY_REPLICAS (default 1): relays per service; they share its outbox shards by lease."""
+    return max(1, int(os.environ.get("EPRX_RELAY_REPLICAS", "1")))
 
 
 def metrics_base_port() -> int:

@@ -123,9 +123,13 @@ class CommonSettings:
     kafka_brokers: int = 1          # nodes of the local KRaft cluster (EPRX_KAFKA_BROKERS)
     outbox_alarm_depth: int = 50_000  # events waiting in a service's outbox before it reports NOT_SERVING
     dedup_ttl_seconds: int = 7 * 24 * 3600   # how long a consumer remembers an event id it handled
+    table_store: str = "rocksdb"    # where a Faust worker keeps its tables: rocksdb (on disk) or memory
+    table_standby_replicas: int = 1  # other workers of the group that keep a warm copy of each table partition
     # The CA and certificates; plaintext only under the explicit development setting EPRX_PLAINTEXT_DEV=1.
     pki: Pki = Pki(Path("tls"), enabled=False)
     redis_tls: bool = False         # EPRX_REDIS_TLS=1: Redis serves TLS only, clients trust the run's CA
+    redis_cluster: bool = False     # EPRX_REDIS_CLUSTER=1: Redis Cluster (redis_url names one seed node)
+    redis_replicas_to_wait: int = 0  # a write is acknowledged once this many replicas hold it (cluster: 1)
     pseudonym_key: str | None = None   # EPRX_PSEUDONYM_KEY; on a laptop one is made per run folder
     # Kafka and Redis passwords, one file per principal (EPRX_INFRA_SECRETS_DIR); apart from the
     # API credentials file, which a test or a deployment may point elsewhere.
@@ -181,6 +185,7 @@ class CommonSettings:
                 f"{PREFIX}MIN_INSYNC_REPLICAS ({min_isr}) cannot exceed "
                 f"{PREFIX}REPLICATION_FACTOR ({replication})"
             )
+        cluster = env.choice("REDIS_CLUSTER", "0", ("0", "1")) == "1"
         return cls(
             run_dir=run_dir,
             ports=ports,
@@ -189,6 +194,8 @@ class CommonSettings:
             kafka_brokers=brokers,
             outbox_alarm_depth=env.integer("OUTBOX_ALARM_DEPTH", 50_000, minimum=1),
             dedup_ttl_seconds=env.integer("DEDUP_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
+            table_store=env.choice("TABLE_STORE", "rocksdb", ("rocksdb", "memory")),
+            table_standby_replicas=env.integer("TABLE_STANDBY_REPLICAS", 1, minimum=0, maximum=8),
             redis_url=env.text("REDIS_URL", f"redis://127.0.0.1:{ports.redis}/0"),
             credentials_file=env.path("CREDENTIALS_FILE", run_dir / "credentials" / "credentials.json"),
             topic_partitions=env.integer("TOPIC_PARTITIONS", 6, minimum=1, maximum=1024),
@@ -207,6 +214,8 @@ class CommonSettings:
             profile_dir=env.path("PROFILE_DIR", None),
             metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535),
             redis_tls=env.choice("REDIS_TLS", "0", ("0", "1")) == "1",
+            redis_cluster=cluster,
+            redis_replicas_to_wait=env.integer("REDIS_REPLICAS_TO_WAIT", 1 if cluster else 0, minimum=0, maximum=5),
             pseudonym_key=env.raw("PSEUDONYM_KEY"),
             infra_secrets_dir=env.path("INFRA_SECRETS_DIR", run_dir / "credentials").resolve(),
             pki=Pki(env.path("TLS_DIR", run_dir / "tls").resolve(),

@@ -18,6 +18,7 @@ from services.common.auth import AuthenticationError, Authenticator, Caller, Rol
 from services.common.grpc_errors import FieldViolation, RpcFailure
 from services.common.logging import correlation_id, new_correlation_id
 from services.common.outbox import EventTooLarge
+from services.common.redis_client import CLUSTER_TRANSIENT
 from services.common.request_context import current_caller
 
 log = structlog.get_logger("grpc")
@@ -29,7 +30,7 @@ DEFAULT_MAX_CONCURRENT_RPCS = 200
 # A backend that did not answer: the client may retry the same request (same idempotency key
 # or client request id); it was applied at most once.
 RETRYABLE: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError, *CLUSTER_TRANSIENT,
 )
 
 

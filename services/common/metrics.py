@@ -28,6 +28,8 @@ GRPC_CLIENT_SECONDS = Histogram("grpc_client_handling_seconds", "Time from the c
 
 CONSUMER_LAG = Gauge("eprx_consumer_lag_messages", "Messages between a consumer's position and the partition's end",
                      ("consumer", "topic", "partition"))
+TABLES_RECOVERED_SECONDS = Gauge("eprx_worker_tables_recovered_seconds",
+                                 "Seconds from a worker's start until its tables were recovered", ("app",))
 OUTBOX_DEPTH = Gauge("eprx_outbox_depth_entries", "Events in a service's outbox shard not yet shipped to Kafka",
                      ("service", "shard"))
 OUTBOX_AGE = Gauge("eprx_outbox_oldest_age_seconds", "Age of the oldest event waiting in an outbox shard",
@@ -51,7 +53,7 @@ EXPORTED = ("grpc_server_started_total", "grpc_server_handled_total", "grpc_serv
             "eprx_consumer_lag_messages", "eprx_outbox_depth_entries", "eprx_outbox_oldest_age_seconds",
             "eprx_dead_letters_total", "eprx_outbox_dead_entries_total", "eprx_dispense_to_adjudicated_seconds",
             "eprx_redis_connections_in_use", "eprx_redis_pool_size", "http_server_requests_total",
-            "http_server_request_duration_seconds")
+            "http_server_request_duration_seconds", "eprx_worker_tables_recovered_seconds")
 
 
 def split_method(full_method: str) -> tuple[str, str]:

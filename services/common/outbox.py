@@ -102,9 +102,18 @@ class OutboxScript:
     """A Lua script with the outbox prelude, run with its own args and the events to append."""
 
     def __init__(self, redis, body: str):
+        from services.common.redis_client import replicas_to_wait
+        self._redis = redis
         self._script = redis.register_script(LUA_PRELUDE + body)
+        self._replicas = replicas_to_wait(redis)
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | bytes | int],
                        records: Sequence[KafkaRecord]):
-        return await self._script(keys=list(keys), args=outbox_argv(args, records))
+        """The script's answer; with replicas to wait for (Redis Cluster), only once a replica
+        holds what it wrote (redis_client.replicated_script)."""
+        argv = outbox_argv(args, records)
+        if self._replicas:
+            from services.common.redis_client import replicated_script
+            return await replicated_script(self._redis, self._script, list(keys), argv, self._replicas)
+        return await self._script(keys=list(keys), args=argv)
 

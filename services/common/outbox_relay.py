@@ -43,8 +43,10 @@ def kafka_producer(bootstrap, client_id: str) -> KafkaProducer:
 class OutboxRelay:
     def __init__(self, redis_client: redis.Redis, producer: KafkaProducer, layout: OutboxLayout, *,
                  owner: str, batch_size: int = 500, lease_ms: int = 15_000, idle_block_ms: int = 250,
-                 crash_point: CrashPoints | None = None, heartbeat: Heartbeat | None = None):
+                 crash_point: CrashPoints | None = None, heartbeat: Heartbeat | None = None, replicas: int = 0):
         self._redis = redis_client
+        self._cluster = isinstance(redis_client, redis.RedisCluster)
+        self._replicas = replicas
         self._producer = producer
         self._layout = layout
         self._owner = owner
@@ -68,10 +70,34 @@ class OutboxRelay:
             self._renew_at = time.monotonic() + self._lease_ms / 3000
         return self._owned
 
+    def _by_node(self, shards: list[int]) -> dict:
+        """Redis Cluster: the shards grouped by the node that owns their slot, with its client."""
+        groups: dict = {}
+        for shard in shards:
+            node = self._redis.get_node_from_key(self._layout.stream(shard))
+            groups.setdefault(node.name, (self._redis.get_redis_connection(node), []))[1].append(shard)
+        return groups
+
     def _read(self, shards: list[int]) -> dict[str, list]:
-        """Every owned stream's oldest entries in one call; waits a little when all are empty."""
+        """Every owned stream's oldest entries in one call; waits a little when all are empty.
+        On Redis Cluster: one round trip per node, each stream read on the node that owns it."""
+        if self._cluster:
+            reply = {}
+            for client, owned in self._by_node(shards).values():
+                with client.pipeline(transaction=False) as pipe:
+                    for shard in owned:
+                        pipe.xread({self._layout.stream(shard): "0-0"}, count=self._batch)
+                    for answer in pipe.execute():
+                        reply.update(self._entries(answer))
+            if not reply:
+                time.sleep(self._block_ms / 1000)
+            return reply
         reply = self._redis.xread({self._layout.stream(s): "0-0" for s in shards}, count=self._batch,
                                   block=self._block_ms)
+        return self._entries(reply)
+
+    @staticmethod
+    def _entries(reply) -> dict[str, list]:
         if not reply:
             return {}
         if isinstance(reply, dict):  # RESP3
@@ -150,12 +176,29 @@ class OutboxRelay:
         return trimmed
 
     def _still_held(self, shards: list[int]) -> set[int]:
-        """The shards whose lease the caller holds now (renewed), of those it read."""
-        with self._redis.pipeline(transaction=False) as pipe:   # one round trip for every shard read
-            for shard in shards:
-                self._lease(keys=[self._layout.lease(shard)], args=[self._owner, self._lease_ms], client=pipe)
-            answers = pipe.execute()
-        held = {shard for shard, mine in zip(shards, answers) if mine}
+        """The shards whose lease the caller holds now (renewed), of those it read. With replicas
+        to wait for (Redis Cluster), only the shards whose node's replica confirmed the renewal:
+        the entries read came before it in the master's replication stream, so a failover cannot
+        take back an entry the relay has shipped."""
+        if self._cluster:
+            held = set()
+            for client, owned in self._by_node(shards).values():
+                with client.pipeline(transaction=False) as pipe:   # one connection: WAIT covers the renewals
+                    for shard in owned:
+                        self._lease(keys=[self._layout.lease(shard)], args=[self._owner, self._lease_ms], client=pipe)
+                    if self._replicas:
+                        pipe.execute_command("WAIT", self._replicas, 1000)
+                    answers = pipe.execute()
+                if self._replicas and answers[-1] < self._replicas:
+                    log.warning("outbox.not_replicated", shards=owned)
+                    continue
+                held |= {shard for shard, mine in zip(owned, answers) if mine}
+        else:
+            with self._redis.pipeline(transaction=False) as pipe:   # one round trip for every shard read
+                for shard in shards:
+                    self._lease(keys=[self._layout.lease(shard)], args=[self._owner, self._lease_ms], client=pipe)
+                answers = pipe.execute()
+            held = {shard for shard, mine in zip(shards, answers) if mine}
         lost = set(shards) - held
         if lost:
             log.warning("outbox.lease_lost", shards=sorted(lost), shipped=0)
@@ -167,7 +210,9 @@ class OutboxRelay:
         for stream, entries in dead.items():
             dead_stream = self._layout.dead(self._shard_of_stream[stream])
             for entry_id, fields, error in entries:
-                with self._redis.pipeline(transaction=True) as pipe:
+                client = (self._redis.get_redis_connection(self._redis.get_node_from_key(stream)) if self._cluster
+                          else self._redis)
+                with client.pipeline(transaction=True) as pipe:
                     pipe.xadd(dead_stream, {**fields, b"dead_reason": f"{type(error).__name__}: {error}"[:500],
                                             b"dead_from": entry_id})
                     pipe.xdel(stream, entry_id)
@@ -194,6 +239,11 @@ class OutboxRelay:
                 total += self.run_once()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("outbox.redis_unavailable", error=str(exc))
+                stop.wait(1.0)
+            except (redis.exceptions.RedisClusterException, redis.exceptions.ClusterError,
+                    redis.exceptions.MovedError, redis.exceptions.TryAgainError) as exc:
+                log.warning("outbox.redis_cluster_changing", error=str(exc))   # a failover: learn the new masters
+                self._redis.nodes_manager.initialize()
                 stop.wait(1.0)
             except KafkaError as exc:
                 log.warning("outbox.kafka_unavailable", error=repr(exc))
@@ -223,14 +273,16 @@ def main(argv: list[str] | None = None) -> None:
     # Stable per host and replica: a relay restarted after a crash takes its leases back at once.
     owner = f"{socket.gethostname()}:{args.service}:{settings.replica}"
     principal = args.principal or args.service
-    client = redis.Redis.from_url(settings.redis_url_for(principal), protocol=3,
-                                  socket_timeout=settings.redis_socket_timeout,
-                                  socket_connect_timeout=settings.redis_socket_timeout)
+    client_class = redis.RedisCluster if settings.redis_cluster else redis.Redis
+    client = client_class.from_url(settings.redis_url_for(principal), protocol=3,
+                                   socket_timeout=settings.redis_socket_timeout,
+                                   socket_connect_timeout=settings.redis_socket_timeout)
     relay = OutboxRelay(client,
                         kafka_producer(settings.kafka_access(principal), f"{args.service}-relay"),
                         OutboxLayout(args.service, settings.outbox_shards), owner=owner,
                         crash_point=CrashPoints(settings.crash_at),
-                        heartbeat=Heartbeat(heartbeat_path(settings, f"{args.service}-relay")))
+                        heartbeat=Heartbeat(heartbeat_path(settings, f"{args.service}-relay")),
+                        replicas=settings.redis_replicas_to_wait)
     relay.run(stop)
 
 

@@ -22,7 +22,10 @@ KEYS = {
     "pharmacy": ("{pharmacy:*",),
     "insurance": ("insurance:*", "{insurance:*"),
 }
-SERVICE_COMMANDS = "+@read +@write +@stream +@scripting +@connection +@transaction +@keyspace -@dangerous -@admin"
+# A Redis Cluster client learns the slot map itself (read-only commands, none of them admin).
+CLUSTER_MAP = "+cluster|slots +cluster|shards +cluster|nodes +cluster|info +cluster|myid"
+SERVICE_COMMANDS = ("+@read +@write +@stream +@scripting +@connection +@transaction +@keyspace -@dangerous -@admin "
+                    + CLUSTER_MAP)
 # The agency's export reads members and their identifiers, nothing else, and writes nothing.
 AGENCY_READS = ("insurance:member:*", "insurance:idx:*")
 USERS = (ADMIN, *KEYS, "agency")
@@ -46,7 +49,7 @@ def acl_lines(passwords: dict[str, str]) -> list[str]:
         keys = " ".join(f"~{p}" for p in patterns)
         lines.append(f"user {service} on {hashed(service)} resetchannels {keys} -@all {SERVICE_COMMANDS}")
     reads = " ".join(f"%R~{p}" for p in AGENCY_READS)
-    lines.append(f"user agency on {hashed('agency')} resetchannels {reads} -@all +@read +@connection -@dangerous")
+    lines.append(f"user agency on {hashed('agency')} resetchannels {reads} -@all +@read +@connection -@dangerous {CLUSTER_MAP}")
     return lines
 
 
@@ -59,24 +62,40 @@ def write_acl_file(credentials_dir: Path, path: Path) -> Path:
     return path
 
 
-def server_argv(settings: "CommonSettings", home: Path) -> list[str]:
+CLUSTER_NODES = 6            # EPRX_REDIS_CLUSTER=1: 3 masters and a replica of each
+CLUSTER_BUS_OFFSET = 1000    # a node's cluster bus port: its port + this (not Redis's +10000)
+
+
+def cluster_ports(settings: "CommonSettings") -> list[int]:
+    return [settings.ports.redis + n for n in range(CLUSTER_NODES)]
+
+
+def server_argv(settings: "CommonSettings", home: Path, node: int = 0) -> list[str]:
     """redis-server's command line for the local run: AOF (the outbox holds the only copy of an
     accepted command until the relay ships it), noeviction (Redis must refuse a write rather
-    than drop state or an unshipped event), the ACL users, and TLS when EPRX_REDIS_TLS=1."""
+    than drop state or an unshipped event), the ACL users, and TLS when EPRX_REDIS_TLS=1.
+    Under EPRX_REDIS_CLUSTER=1, node `node` of the cluster (its own port and folder; replicas
+    authenticate to their master as `admin`)."""
     home.mkdir(parents=True, exist_ok=True)
-    argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(settings.ports.redis),
+    port = settings.ports.redis + node
+    argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(port),
             "--dir", str(home), "--appendonly", "yes",
             "--appendfsync", os.environ.get("EPRX_REDIS_APPENDFSYNC", "everysec"),
             "--save", "", "--maxmemory", os.environ.get("EPRX_REDIS_MAXMEMORY", "1gb"),
             "--maxmemory-policy", "noeviction", "--daemonize", "no",
             "--logfile", "", "--loglevel", "warning"]
+    if settings.redis_cluster:
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000",
+                 "--cluster-port", str(port + CLUSTER_BUS_OFFSET)]
     if settings.pki.enabled:
         from services.common import tls
         argv += ["--aclfile", str(write_acl_file(settings.infra_secrets_dir, home / "users.acl"))]
+        if settings.redis_cluster:
+            argv += ["--masteruser", ADMIN, "--masterauth", ensure_passwords(settings.infra_secrets_dir)[ADMIN]]
         if settings.redis_tls:   # TLS only: the plain port closed
             tls.ensure(settings.pki.directory)
             argv[argv.index("--port") + 1] = "0"
-            argv += ["--tls-port", str(settings.ports.redis), "--tls-cert-file", str(settings.pki.cert_file("redis")),
+            argv += ["--tls-port", str(port), "--tls-cert-file", str(settings.pki.cert_file("redis")),
                      "--tls-key-file", str(settings.pki.key_file("redis")),
                      "--tls-ca-cert-file", str(settings.pki.ca_file), "--tls-auth-clients", "no"]
     return argv

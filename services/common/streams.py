@@ -4,11 +4,14 @@ call the handler, and send what cannot be processed to the dead-letter topic."""
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
+import weakref
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Protocol
 
 import faust
+import faust.streams as faust_streams
 import redis.exceptions
 import structlog
 from aiokafka.partitioner import murmur2
@@ -17,7 +20,13 @@ from services.common import metrics
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode
 from services.common.liveness import Heartbeat, heartbeat_path
-from services.common.logging import configure_logging, correlation_id, faust_logging_config, load_mask_key
+from services.common.logging import (
+    configure_logging,
+    correlation_id,
+    faust_logging_config,
+    load_mask_key,
+)
+from services.common.redis_client import CLUSTER_TRANSIENT
 from services.common.topics import dlq
 
 log = structlog.get_logger("streams")
@@ -31,7 +40,9 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
     brokers = [f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")]
     config: dict[str, Any] = dict(
         broker=brokers,
-        store="memory://",
+        # Tables on local RocksDB: a restarted worker reads only the changelog written since
+        # its last flush, not the whole of it; standby replicas keep a warm copy elsewhere.
+        store=f"{settings.table_store}://",
         # faust-streaming's exactly_once mode has open correctness bugs: handlers are
         # idempotent and de-duplicate on the event id instead.
         processing_guarantee="at_least_once",
@@ -40,12 +51,13 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=False,
-        datadir=str(settings.run_dir / "faust" / "{conf.name}"),
+        # One folder per replica: RocksDB locks its files, and a replica's disk state is its own.
+        datadir=str(settings.run_dir / "faust" / "{conf.name}" / f"replica-{settings.replica}"),
         broker_commit_interval=1.0,
         # A worker that died is replaced within seconds, not after the 60 s default.
         broker_session_timeout=15.0,
         broker_heartbeat_interval=3.0,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.table_standby_replicas,
     )
     # The worker's own logging set-up (at start) installs the masked handler, nothing else.
     config["logging_config"] = faust_logging_config(f"{name}-worker", settings.log_format,
@@ -54,7 +66,7 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
     if credentials is not None:
         config["broker_credentials"] = credentials
     config.update(overrides)
-    (settings.run_dir / "faust" / f"eprx-{name}").mkdir(parents=True, exist_ok=True)
+    (settings.run_dir / "faust" / f"eprx-{name}" / f"replica-{settings.replica}").mkdir(parents=True, exist_ok=True)
     app = faust.App(f"eprx-{name}", **config)
 
     # Beats from the start; Faust's timers run once the worker has recovered its tables, so a
@@ -66,6 +78,16 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
     async def _beat() -> None:
         heartbeat.beat()
         measure_lag(app)
+
+    started = time.monotonic()
+
+    @app.task
+    async def _report_recovery() -> None:
+        """When the tables are recovered (the worker starts processing), and how long it took."""
+        await app.tables.recovery.completed.wait()
+        seconds = time.monotonic() - started
+        metrics.TABLES_RECOVERED_SECONDS.labels(app.conf.id).set(seconds)
+        log.info("worker.tables_recovered", app=app.conf.id, seconds=round(seconds, 3), store=settings.table_store)
 
     if settings.metrics_port:
         @app.task
@@ -109,6 +131,12 @@ def source_topic(app: faust.App, name: str) -> faust.TopicT:
 def kafka_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a key (murmur2, as in every client)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def as_current_event(event: faust.EventT) -> None:
+    """Makes `event` the one Faust's tables file their reads and writes under, in this task's
+    context only (faust.streams keeps it in a context variable; it has no public setter)."""
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 class KeyPartitionedTable(faust.Table):
@@ -229,7 +257,7 @@ class DeadLetters:
 # Failures of the infrastructure, not of the message: retried in place (keeping the
 # partition's order) instead of dead-lettering a message that is fine.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *CLUSTER_TRANSIENT,
 )
 
 

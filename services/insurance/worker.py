@@ -15,8 +15,9 @@ from typing import Awaitable, Callable
 import faust
 
 from services.common import metrics
-from services.common.streams import (DeadLetters, EnvelopeProcessor, MemoryDeduplicator, create_app, durable_dedup,
-                                     keyed_table, process_in_order, source_topic)
+from services.common.streams import (DeadLetters, Deduplicator, EnvelopeProcessor, MemoryDeduplicator, create_app,
+                                     as_current_event, durable_dedup, keyed_table, process_in_order,
+                                     source_topic)
 from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS
 from services.insurance.adapters.events import decode_claim_event, decode_prescription_event, encode
 from services.insurance.bootstrap import bootstrap
@@ -35,8 +36,9 @@ Publish = Callable[[list[Outgoing]], Awaitable[None]]
 
 
 def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None, publish: Publish | None = None,
-          dead_letters: Callable[[faust.App, str], DeadLetters] = DeadLetters) -> faust.App:
-    """The worker's app. `handlers`, `publish` and `dead_letters` replace the real ones in tests."""
+          dead_letters: Callable[[faust.App, str], DeadLetters] = DeadLetters,
+          dedup: Callable[[str], Deduplicator] | None = None) -> faust.App:
+    """The worker's app. `handlers`, `publish`, `dead_letters` and `dedup` replace the real ones in tests."""
     app = create_app("insurance", settings.common)
     pseudonyms = settings.common.pseudonyms()
     claims = source_topic(app, CLAIMS)
@@ -87,6 +89,11 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
 
         async def in_order(events) -> None:
             for event in events:
+                # The table's store files a key under the partition of Faust's "current event"
+                # (RocksDB keeps one database per partition); in a batch that is the batch's last
+                # event. Each member's task makes its own event current (a task's context is its
+                # own), so a member's state is read and written in its own partition.
+                as_current_event(event)
                 await processor.process(event, lambda envelope, key=event.key: handle(key, envelope))
 
         # Claims of different members are independent: a batch is handled member by member in
@@ -107,7 +114,8 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
                 await send(await h.on_prescription_issued(issued))
 
         await process_in_order(app, PRESCRIPTION_WATCHER, stream, handle, dead_letters=dead_letters,
-                               dedup=durable_dedup(settings.common, "insurance", PRESCRIPTION_WATCHER))
+                               dedup=(dedup or (lambda consumer: durable_dedup(settings.common, "insurance", consumer)))(
+                                   PRESCRIPTION_WATCHER))
 
     return app
 

@@ -14,7 +14,6 @@ from collections import Counter, defaultdict
 
 import grpc
 import pytest
-import redis
 from eprescription.insurance.v1 import insurance_pb2, insurance_pb2_grpc
 from eprescription.pharmacy.v1 import pharmacy_pb2, pharmacy_pb2_grpc
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc
@@ -30,7 +29,7 @@ from services.common.topics import DISPENSES
 from services.insurance.adapters import grpc_api as insurance_api
 from services.pharmacy.adapters import grpc_api as pharmacy_api
 from services.prescribing.adapters import grpc_api as prescribing_api
-from tests.support import factories as f
+from tests.support import admin_redis_sync, factories as f
 from tests.support import random_citizen_id, read_topic, wait_until
 from tests.support.fuzz import Seeds, messages, mutations
 
@@ -190,7 +189,7 @@ def test_random_bytes_as_a_request_are_invalid_argument_at_worst(world, service,
 
 def test_afterwards_every_outbox_drains_and_every_ledger_matches_its_events(world):
     settings, channels, tokens, seeds, _ = world
-    client = redis.Redis.from_url(settings.redis_url_for("admin"))
+    client = admin_redis_sync(settings.redis_url_for("admin"))
     layouts = [OutboxLayout(service, settings.outbox_shards) for service in SERVICES]
     wait_until(lambda: sum(client.xlen(s) for layout in layouts for s in layout.streams()) == 0, timeout=120,
                message="every outbox drained")

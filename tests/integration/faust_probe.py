@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 
-import redis.asyncio
 
 from services.common.config import CommonSettings
 from services.common.events import payload_of
 from services.common.streams import DeadLetters, EnvelopeProcessor, RedisDeduplicator, create_app, source_topic
+from tests.support import admin_redis_async
 
 settings = CommonSettings.from_env()
 TOPIC = os.environ["PROBE_TOPIC"]
@@ -21,7 +21,7 @@ topic = source_topic(app, TOPIC)
 
 @app.agent(topic)
 async def consume(stream):
-    client = redis.asyncio.Redis.from_url(settings.redis_url_for("admin"))
+    client = admin_redis_async(settings.redis_url_for("admin"))
     processor = EnvelopeProcessor(f"probe-{TOPIC}", RedisDeduplicator(client, f"probe-{TOPIC}"),
                                   DeadLetters(app, f"probe-{TOPIC}"))
 

@@ -4,12 +4,12 @@ in a bounded memory in front (services/common/streams.py)."""
 import asyncio
 from types import SimpleNamespace
 
-import redis.asyncio
 
 from eprescription.events.v1 import events_pb2
 from services.common.events import new_envelope
 from services.common.streams import DurableDeduplicator, EnvelopeProcessor, RedisDeduplicator
 from services.kernel.calendar import utc_now
+from tests.support import admin_redis_async
 
 
 class NoDeadLetters:
@@ -25,7 +25,7 @@ def event():
 
 
 def as_service(settings, service):
-    return redis.asyncio.Redis.from_url(settings.redis_url_for(service), protocol=3)
+    return admin_redis_async(settings.redis_url_for(service), protocol=3)
 
 
 async def test_a_restarted_consumer_skips_what_its_predecessor_handled(settings):

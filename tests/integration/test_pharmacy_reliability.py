@@ -7,7 +7,6 @@ from collections import Counter
 
 import grpc
 import pytest
-import redis as sync_redis
 from eprescription.events.v1 import events_pb2
 from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
 from eprescription.pharmacy.v1 import pharmacy_pb2_grpc
@@ -19,7 +18,7 @@ from services.common.topics import CLAIMS, DISPENSES, PRESCRIPTIONS
 from services.pharmacy.adapters.redis_store import RedisLedgerStore
 from tests.support.pharmacy_fixtures import signed_prescription
 from tests.support.prescribing_fixtures import output_of, start_process, stop_process
-from tests.support import free_port, publish, read_topic, serving, wait_until
+from tests.support import admin_redis_async, admin_redis_sync, free_port, publish, read_topic, serving, wait_until
 
 
 POS_RETRY_BACKOFF_SECONDS = 0.2  # how long a point-of-sale client waits before it retries
@@ -42,14 +41,14 @@ def pipeline():
 
 
 def outbox_drained(settings):
-    client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
+    client = admin_redis_sync(settings.redis_url_for("admin"))
     return sum(client.xlen(s) for s in RedisLedgerStore(client, settings.outbox_shards).layout.streams()) == 0
 
 
 def published_prescription(settings, lines, patient=""):
     rx = signed_prescription(lines, patient=patient)
     publish(settings.kafka_access("admin"), PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
-    client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
+    client = admin_redis_sync(settings.redis_url_for("admin"))
     key = RedisLedgerStore(client, settings.outbox_shards).ledger_key(rx.code)
     wait_until(lambda: client.hexists(key, "content"), timeout=120, message="the ledger built from the event")
     return rx
@@ -103,7 +102,7 @@ async def test_two_hundred_concurrent_attempts_on_two_replicas_never_exceed_the_
                         timeout=60, message="100 dispense events")
     assert {e.dispense_id for e in events} == accepted  # one event per accepted dispense, no other
     assert sum(e.lines[0].quantity for e in events) == 100
-    client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
+    client = admin_redis_sync(settings.redis_url_for("admin"))
     assert int(client.hget(RedisLedgerStore(client, settings.outbox_shards).ledger_key(rx.code), "r:1")) == 0
     print(f"race: attempts 200, accepted {counts['accepted']}, refused {counts['FAILED_PRECONDITION']}, "
           f"dispensed {sum(e.lines[0].quantity for e in events)} of 100 prescribed")
@@ -190,9 +189,8 @@ async def test_when_insurance_does_not_answer_a_bhyt_sale_fails_and_nothing_is_r
 async def test_a_bhyt_sale_and_its_reversal_reach_the_claims_topic(settings, pipeline):
     from tests.support.insurance_fixtures import new_member
     from services.insurance.adapters.redis_store import RedisInsuranceStore
-    import redis.asyncio
     member = new_member(4)
-    client = redis.asyncio.Redis.from_url(settings.redis_url_for("admin"), protocol=3)
+    client = admin_redis_async(settings.redis_url_for("admin"), protocol=3)
     await RedisInsuranceStore(client).upsert_member(member)
     await client.aclose()
     rx = published_prescription(settings, [("B01AF01-20T", 30)], patient=member.citizen_id)
@@ -258,7 +256,7 @@ async def test_replace_or_cancel_racing_dispenses_on_two_replicas_never_sells_pa
     rounds = [signed_prescription([("N02AA01-10T", 10)], rx_type=narcotic) for _ in range(RACE_ROUNDS)]
     for rx in rounds:
         publish(settings.kafka_access("admin"), PRESCRIPTIONS, events_pb2.PrescriptionIssued(prescription=rx), rx.code)
-    client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
+    client = admin_redis_sync(settings.redis_url_for("admin"))
     store = RedisLedgerStore(client, settings.outbox_shards)
     wait_until(lambda: all(client.hexists(store.ledger_key(rx.code), "content") for rx in rounds), timeout=180,
                message="every round's ledger")
@@ -355,7 +353,7 @@ async def test_a_ledger_rebuilt_from_the_topics_answers_the_same_retries_and_nev
             assert before.lines[0].remaining == 60
             wait_until(lambda: outbox_drained(settings), timeout=60, message="every event shipped")
 
-            client = sync_redis.Redis.from_url(settings.redis_url_for("admin"))
+            client = admin_redis_sync(settings.redis_url_for("admin"))
             lost = [k for k in client.scan_iter(match="{pharmacy:*", count=1000) if not k.endswith(b":outbox")]
             client.delete(*lost)   # Redis lost every ledger, sale and retry record
             with pytest.raises(grpc.aio.AioRpcError) as gone:

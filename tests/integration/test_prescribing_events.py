@@ -7,7 +7,6 @@ import uuid
 from collections import Counter
 
 import pytest
-import redis.asyncio
 from eprescription.events.v1 import events_pb2
 from eprescription.prescribing.v1 import prescribing_pb2 as pb
 from eprescription.prescribing.v1 import prescribing_pb2_grpc
@@ -28,7 +27,7 @@ from tests.support import (
     serving,
     wait_until,
 )
-from tests.support import factories as f
+from tests.support import admin_redis_async, admin_redis_sync, factories as f
 from tests.support.prescribing_fixtures import (
     output_of,
     prescribing_settings,
@@ -42,15 +41,14 @@ HOSPITAL_A = Caller("test", Role.PRESCRIBER, "01001")
 @pytest.fixture
 async def handlers():
     settings = prescribing_settings()
-    client = redis.asyncio.Redis.from_url(settings.common.redis_url_for("admin"), protocol=3)
+    client = admin_redis_async(settings.common.redis_url_for("admin"), protocol=3)
     h, close = bootstrap(settings, redis_client=client)
     yield h, settings, client
     await close()
 
 
 def outbox_empty(settings):
-    import redis as sync_redis
-    client = sync_redis.Redis.from_url(settings.common.redis_url_for("admin"))
+    client = admin_redis_sync(settings.common.redis_url_for("admin"))
     from services.prescribing.adapters.redis_store import RedisPrescriptionStore
     streams = RedisPrescriptionStore(client, settings.common.outbox_shards).layout.streams()
     return sum(client.xlen(s) for s in streams) == 0

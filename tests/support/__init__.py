@@ -88,14 +88,42 @@ def serving(port: int) -> bool:
     return is_serving(f"127.0.0.1:{port}", pki if pki.enabled else None)
 
 
+def redis_cluster_mode() -> bool:
+    import os
+    return os.environ.get("EPRX_REDIS_CLUSTER", "0") == "1"
+
+
+def admin_redis_async(url: str | None = None, **options):
+    """An async client as Redis's `admin` (a cluster client under EPRX_REDIS_CLUSTER=1)."""
+    import redis.asyncio
+    from redis.asyncio.cluster import RedisCluster
+
+    from services.common.config import CommonSettings
+    url = url or CommonSettings.from_env().redis_url_for("admin")
+    options.setdefault("protocol", 3)
+    if redis_cluster_mode():
+        options.pop("db", None)   # a cluster has database 0 only
+        return RedisCluster.from_url(url, **options)
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+def admin_redis_sync(url: str | None = None, **options):
+    """A client as Redis's `admin` (a cluster client under EPRX_REDIS_CLUSTER=1)."""
+    import redis
+
+    from services.common.config import CommonSettings
+    url = url or CommonSettings.from_env().redis_url_for("admin")
+    if redis_cluster_mode():
+        options.pop("db", None)
+        return redis.RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
 @asynccontextmanager
 async def empty_redis_database(db: int):
     """A Redis database of its own (the test Redis), empty before and after: what a test
     writes there no relay ships and no other test reads."""
-    import redis.asyncio
-
-    from services.common.config import CommonSettings
-    client = redis.asyncio.Redis.from_url(CommonSettings.from_env().redis_url_for("admin"), db=db, protocol=3)
+    client = admin_redis_async(db=db)   # on a cluster: database 0 (`make test-redis-cluster` runs these first)
     await client.flushdb()
     try:
         yield client

@@ -7,19 +7,18 @@ import sys
 import uuid
 
 import pytest
-import redis
-import redis.asyncio
 from kafka.admin import KafkaAdminClient
 
 from services.common.config import CommonSettings
 from services.common.topics import TopicSpec, apply_topics
+from tests.support import admin_redis_async, admin_redis_sync
 
 
 @pytest.fixture(scope="session")
 def settings() -> CommonSettings:
     s = CommonSettings.from_env()
     try:
-        redis.Redis.from_url(s.redis_url_for("admin"), socket_timeout=2).ping()
+        admin_redis_sync(s.redis_url_for("admin"), socket_timeout=2).ping()
         KafkaAdminClient(request_timeout_ms=5000, **s.kafka_access("admin").kwargs()).close()
     except Exception as exc:  # pragma: no cover - tells the developer how to run these
         pytest.exit(f"Kafka/Redis not reachable at {s.kafka_bootstrap} / {s.redis_url} ({exc!r}); "
@@ -29,14 +28,14 @@ def settings() -> CommonSettings:
 
 @pytest.fixture
 def redis_sync(settings):
-    client = redis.Redis.from_url(settings.redis_url_for("admin"), protocol=3)
+    client = admin_redis_sync(settings.redis_url_for("admin"), protocol=3)
     yield client
     client.close()
 
 
 @pytest.fixture
 async def redis_async(settings):
-    client = redis.asyncio.Redis.from_url(settings.redis_url_for("admin"), protocol=3)
+    client = admin_redis_async(settings.redis_url_for("admin"), protocol=3)
     yield client
     await client.aclose()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pytest
-import redis.asyncio
 from eprescription.insurance.v1 import insurance_pb2_grpc
 
 from services.common.auth import load_tokens, write_credentials
@@ -14,7 +13,7 @@ from services.insurance.bootstrap import bootstrap
 from services.insurance.config import Settings
 from services.insurance.domain.model import CardPeriod, Member
 from tests.support.prescribing_fixtures import Clock, in_process_server, start_process, stop_process
-from tests.support import random_digits
+from tests.support import admin_redis_async, random_digits
 
 
 def new_member(digit=4, *, valid=(date(2026, 1, 1), date(2026, 12, 31)), five_years_from=None,
@@ -27,7 +26,7 @@ def new_member(digit=4, *, valid=(date(2026, 1, 1), date(2026, 12, 31)), five_ye
 
 @pytest.fixture
 async def store():
-    client = redis.asyncio.Redis.from_url(Settings.from_env().common.redis_url_for("admin"), protocol=3)
+    client = admin_redis_async(Settings.from_env().common.redis_url_for("admin"), protocol=3)
     yield RedisInsuranceStore(client)
     await client.aclose()
 
@@ -37,7 +36,7 @@ async def insurance(tmp_path):
     """(stub, tokens, clock, handlers) over a real channel."""
     settings = Settings.from_env()
     clock = Clock(datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc))
-    client = redis.asyncio.Redis.from_url(settings.common.redis_url_for("admin"), protocol=3)
+    client = admin_redis_async(settings.common.redis_url_for("admin"), protocol=3)
     handlers, close = bootstrap(settings, clock=clock, redis_client=client)
     write_credentials(tmp_path)
     async with in_process_server(binding(InsuranceServicer(handlers)), tmp_path) as channel:

@@ -7,7 +7,6 @@ from datetime import date, datetime, timezone
 
 import grpc
 import pytest
-import redis.asyncio
 from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
 from eprescription.pharmacy.v1 import pharmacy_pb2 as pb
@@ -27,7 +26,7 @@ from services.pharmacy.bootstrap import bootstrap
 from services.pharmacy.config import Settings
 from services.pharmacy.worker import ledger_projection
 from tests.support.prescribing_fixtures import Clock, prescribing_settings
-from tests.support import random_citizen_id
+from tests.support import admin_redis_async, random_citizen_id
 
 ISSUED_AT = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
 
@@ -69,13 +68,13 @@ async def pharmacy(tmp_path):
     authenticator = Authenticator.from_file(tmp_path / "credentials.json")
     clock = Clock(ISSUED_AT)
     ins_settings = InsuranceSettings.from_env()
-    ins_redis = redis.asyncio.Redis.from_url(ins_settings.common.redis_url_for("admin"), protocol=3)
+    ins_redis = admin_redis_async(ins_settings.common.redis_url_for("admin"), protocol=3)
     ins_handlers, ins_close = insurance_bootstrap(ins_settings, clock=clock, redis_client=ins_redis)
     ins_server, ins_port, ins_health = await create_server("127.0.0.1:0", [insurance_binding(InsuranceServicer(ins_handlers))],
                                                            authenticator)
     await ins_server.start()
     settings = Settings.from_env()
-    client = redis.asyncio.Redis.from_url(settings.common.redis_url_for("admin"), protocol=3)
+    client = admin_redis_async(settings.common.redis_url_for("admin"), protocol=3)
     insurance = InsuranceClient(f"127.0.0.1:{ins_port}", tokens["service-pharmacy"], 2.0)
     handlers, close = bootstrap(settings, clock=clock, redis_client=client, insurance=insurance)
     server, port, health = await create_server("127.0.0.1:0", [binding(PharmacyServicer(handlers))], authenticator)

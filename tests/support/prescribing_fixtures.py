@@ -14,7 +14,6 @@ from pathlib import Path
 import grpc
 from eprescription.prescribing.v1 import prescribing_pb2_grpc
 import pytest
-import redis.asyncio
 
 from services.common import signatures
 from services.common.auth import Authenticator, load_tokens, write_credentials
@@ -23,6 +22,7 @@ from services.prescribing.adapters import reference_data
 from services.prescribing.adapters.grpc_api import PrescribingServicer, binding
 from services.prescribing.bootstrap import bootstrap
 from services.prescribing.config import Settings
+from tests.support import admin_redis_async
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ async def prescribing(tmp_path):
     """(stub, tokens, clock, handlers) over a real channel."""
     settings = prescribing_settings()
     clock = Clock(datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc))  # 09:00 in Vietnam
-    client = redis.asyncio.Redis.from_url(settings.common.redis_url_for("admin"), protocol=3)
+    client = admin_redis_async(settings.common.redis_url_for("admin"), protocol=3)
     handlers, close = bootstrap(settings, clock=clock, redis_client=client)
     write_credentials(tmp_path)
     async with in_process_server(binding(PrescribingServicer(handlers)), tmp_path) as channel:

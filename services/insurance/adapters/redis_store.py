@@ -8,7 +8,11 @@ from dataclasses import asdict, fields
 from datetime import date, datetime, timezone
 
 from services.common.scripts import lua
-from services.insurance.domain.adjudication import Adjudication, LineDecision, QuotedLine
+from services.insurance.domain.adjudication import (
+    Adjudication,
+    LineDecision,
+    QuotedLine,
+)
 from services.insurance.domain.alerts import WINDOW, ControlledPrescription
 from services.insurance.domain.identifiers import Identifier
 from services.insurance.domain.model import CardPeriod, Member
@@ -94,11 +98,21 @@ class RedisInsuranceStore:
         return f"{P}:member:{{{ssn}}}"
 
     async def upsert_member(self, member: Member) -> tuple[str, str]:
-        """('changed' | 'same' | 'conflict', detail)."""
-        keys = [self._member_key(member.member_id), f"{P}:idx:cccd:{member.citizen_id}"]
-        keys += [f"{P}:idx:card:{c.card_code}" for c in member.cards]
-        answer = json.loads(await self._upsert(keys=keys, args=[member.member_id, _member_json(member)]))
-        return answer["outcome"], answer.get("owner", "")
+        """('changed' | 'same' | 'conflict', detail). The citizen id is claimed first (SET NX: a
+        citizen id that belongs to someone else stops here, before anything is written), then
+        the member, then its cards' index keys; each step is idempotent, so an import that stops
+        half-way is finished by running it again. One key per step: Redis Cluster-safe."""
+        citizen_key = f"{P}:idx:cccd:{member.citizen_id}"
+        owner = await self.redis.set(citizen_key, member.member_id, nx=True, get=True)
+        owner = owner.decode() if isinstance(owner, bytes) else owner
+        if owner and owner != member.member_id:
+            return "conflict", owner
+        outcome = await self._upsert(keys=[self._member_key(member.member_id)], args=[_member_json(member)])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card in member.cards:
+                pipe.set(f"{P}:idx:card:{card.card_code}", member.member_id)
+            await pipe.execute()
+        return (outcome.decode() if isinstance(outcome, bytes) else outcome), ""
 
     async def member(self, ssn: str) -> Member | None:
         raw = await self.redis.get(self._member_key(ssn))

@@ -11,14 +11,33 @@ import json
 from datetime import datetime
 
 from services.common.outbox import OutboxLayout, OutboxScript
+from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
 from services.pharmacy.adapters import events
-from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
-                                                 DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,
-                                                 ReverseOutcome, StateChanged)
+from services.pharmacy.domain.dispensing import (
+    AlreadyApplied,
+    AlreadyReversed,
+    Applied,
+    DispenseOutcome,
+    DispensePlan,
+    LedgerMissing,
+    RecordMissing,
+    ReversalPlan,
+    Reversed,
+    ReverseOutcome,
+    StateChanged,
+)
 from services.pharmacy.domain.events import DispensingClosed
-from services.pharmacy.domain.model import (Closed, DispenseRecord, Ledger, PriorDispense, Prescription, Receipt,
-                                            ReceiptLine, SoldLine)
+from services.pharmacy.domain.model import (
+    Closed,
+    DispenseRecord,
+    Ledger,
+    Prescription,
+    PriorDispense,
+    Receipt,
+    ReceiptLine,
+    SoldLine,
+)
 
 SERVICE = "pharmacy"
 
@@ -146,9 +165,12 @@ class RedisLedgerStore:
                       fields.get(b"successor", b"").decode())
 
     async def prior(self, code: str, pharmacy: str, key: str) -> PriorDispense | None:
-        fp, receipt, remaining = await self.redis.hmget(self._idem_key(code, pharmacy, key),
-                                                        ["fp", "receipt", "remaining"])
-        return None if fp is None else PriorDispense(_text(fp), receipt_of(receipt), _remaining(remaining))
+        idem = self._idem_key(code, pharmacy, key)
+        fp, receipt, remaining = await self.redis.hmget(idem, ["fp", "receipt", "remaining"])
+        if fp is None:
+            return None
+        await replication_barrier(self.redis, idem)   # an answer given again is a replicated one
+        return PriorDispense(_text(fp), receipt_of(receipt), _remaining(remaining))
 
     async def dispense(self, plan: DispensePlan) -> DispenseOutcome:
         command = plan.command

@@ -12,13 +12,27 @@ from datetime import date
 from decimal import Decimal
 
 from services.common.outbox import OutboxLayout, OutboxScript
+from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
 from services.prescribing.adapters import documents, events
 from services.prescribing.domain.events import Event
-from services.prescribing.domain.outcomes import (AlreadyCancelled, Collision, Done, Duplicate, InState, Missing,
-                                                  Outcome)
-from services.prescribing.domain.model import (ActiveMedication, Finding, Issued, Severity, Status,
-                                               StoredPrescription)
+from services.prescribing.domain.model import (
+    ActiveMedication,
+    Finding,
+    Issued,
+    Severity,
+    Status,
+    StoredPrescription,
+)
+from services.prescribing.domain.outcomes import (
+    AlreadyCancelled,
+    Collision,
+    Done,
+    Duplicate,
+    InState,
+    Missing,
+    Outcome,
+)
 
 SERVICE = "prescribing"
 READ_PREFIX = "prescribing:read"
@@ -91,8 +105,12 @@ class RedisPrescriptionStore:
 
     async def prior(self, facility: str, request_id: str) -> Duplicate | None:
         """The fingerprint and answer of an earlier request with this id, if any."""
-        fp, response = await self._redis.hmget(self._req_key(facility, request_id), ["fp", "response"])
-        return None if fp is None else await self._duplicate(fp.decode(), response)
+        key = self._req_key(facility, request_id)
+        fp, response = await self._redis.hmget(key, ["fp", "response"])
+        if fp is None:
+            return None
+        await replication_barrier(self._redis, key)   # an answer given again is a replicated one
+        return await self._duplicate(fp.decode(), response)
 
     async def _duplicate(self, fingerprint: str, response) -> Duplicate:
         """The first answer, with the prescription it issued read back from its code."""

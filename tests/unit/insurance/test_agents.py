@@ -13,6 +13,7 @@ from services.insurance.config import Settings
 from services.insurance.domain.state import MemberState
 from services.insurance.handlers import Dependencies, Insurance
 from tests.support import eventually
+from services.common.streams import MemoryDeduplicator
 from tests.support.memory_insurance import MemoryInsuranceStore
 from tests.support.members import member, prescription_facts
 
@@ -26,9 +27,9 @@ class Worker:
         self.store, self.sent, self.dead = MemoryInsuranceStore(), [], []
         handlers = Insurance(Dependencies(self.store, rules, lambda: NOW, signatures=verifier))
         # agents under test_context: no broker, so no transport security to configure
-        self.app = worker.build(Settings.from_env({**os.environ, "EPRX_PLAINTEXT_DEV": "1"}), handlers=lambda: handlers,
-                                publish=self.publish,
-                                dead_letters=lambda app, consumer: self)
+        env = {**os.environ, "EPRX_PLAINTEXT_DEV": "1", "EPRX_TABLE_STORE": "memory"}
+        self.app = worker.build(Settings.from_env(env), handlers=lambda: handlers, publish=self.publish,
+                                dead_letters=lambda app, consumer: self, dedup=lambda consumer: MemoryDeduplicator())
 
     async def send(self, event, error):  # the dead-letter topic
         self.dead.append((event.value, f"{type(error).__name__}: {error}"))

@@ -1,0 +1,28 @@
+"""The short versions of the fault runs (chaos/run.py; `make chaos` runs every fault, longer):
+a whole system of its own (three brokers, Redis with AOF always, two relays per service,
+toxiproxy in the way) under a steady load of lifecycles, a fault at a time. After each: no
+acknowledged sale lost or doubled, no line oversold, per-key order kept, every claim
+adjudicated once, and the system answering again."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT = ("broker-kill", "redis-kill", "kill-pharmacy", "kill-insurance-worker", "relay-stop", "insurance-reset")
+
+
+def test_the_system_keeps_every_acknowledged_sale_through_each_fault(tmp_path):
+    out = tmp_path / "chaos.json"
+    run = subprocess.run([sys.executable, str(ROOT / "chaos" / "run.py"), "--short", "--only", ",".join(SHORT),
+                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert out.exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [r["fault"] for r in report["results"]] == list(SHORT)
+    for result in report["results"]:
+        assert result["sales_acknowledged"] > 0, result   # the load went on around the fault
+        assert result["sales_lost"] == 0 and result["sales_duplicated"] == 0, result
+        assert result["lines_oversold"] == 0 and result["per_key_order_violations"] == 0, result
+        assert result["claims_not_adjudicated"] == 0 and result["claims_adjudicated_twice"] == 0, result
+        assert result["answers_again_after_heal_s"] < 60, result
+    assert report["ok"], report["table"]
