@@ -1,7 +1,6 @@
 """De-duplication that survives a restart: a consumer's handled event ids live in Redis
 (under the service's own ACL user and key patterns) for a bounded time, with the recent ones
 in a bounded memory in front (services/common/streams.py)."""
-import asyncio
 from types import SimpleNamespace
 
 
@@ -9,7 +8,7 @@ from eprescription.events.v1 import events_pb2
 from services.common.events import new_envelope
 from services.common.streams import DurableDeduplicator, EnvelopeProcessor, RedisDeduplicator
 from services.kernel.calendar import utc_now
-from tests.support import admin_redis_async
+from tests.support import admin_redis_async, eventually
 
 
 class NoDeadLetters:
@@ -52,6 +51,10 @@ async def test_a_restarted_consumer_skips_what_its_predecessor_handled(settings)
         await client.aclose()
 
 
+async def _gone(client, key: str) -> bool:
+    return not await client.exists(key)
+
+
 async def test_the_record_is_bounded_in_time_and_memory(settings):
     client = as_service(settings, "pharmacy")
     durable = RedisDeduplicator(client, "pharmacy-dedup-ttl", ttl_seconds=1)
@@ -63,7 +66,7 @@ async def test_the_record_is_bounded_in_time_and_memory(settings):
     assert all([await dedup.seen(event_id) for event_id in ids])  # Redis answers for the rest
     ttl = await client.pttl(durable.key(ids[0]))
     assert 0 < ttl <= 1000
-    await asyncio.sleep(1.2)
+    await eventually(lambda: _gone(client, durable.key(ids[0])), timeout=10, message="the id's key expired")
     fresh = DurableDeduplicator(durable, capacity=10)
     assert not await fresh.seen(ids[0])                        # expired: gone from Redis
     await client.aclose()
