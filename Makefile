@@ -102,10 +102,12 @@ bench: install
 bench-recovery: install
 	$(PY) bench/recovery.py
 
-# Every fault in turn under a steady load, the long versions (about 25 minutes); prints the
-# fault table and writes chaos/results/<stamp>.json. `make test` runs the short versions of some.
+# Every fault in turn under a steady load, the long versions (about 45 minutes), then a Redis
+# Cluster master killed under the same load; prints the fault tables and writes
+# chaos/results/<stamp>.json. `make test` runs the short versions of some.
 chaos: install toxiproxy
 	$(PY) chaos/run.py
+	$(PY) chaos/run.py --redis-cluster
 
 # Against a running system (`make run` in another terminal, or `make up`).
 demo: install

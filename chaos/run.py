@@ -41,7 +41,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "build" / "gen")]
 
 PORTS = {"kafka": 33092, "controller": 33093, "redis": 36380, "prescribing": 53051, "pharmacy": 53052,
          "insurance": 53053, "insurance_internal": 53063, "fhir": 53080,
-         "toxiproxy": 38474, "redis_proxy": 36381, "insurance_proxy": 53064}
+         "toxiproxy": 38474, "redis_proxy": 36390, "insurance_proxy": 53064}
+# --redis-cluster: the same system on a Redis Cluster (six nodes on the Redis port + 0..5), for the
+# faults of a cluster (a master killed); its clients reach the nodes the cluster names, directly.
+CLUSTER = "--redis-cluster" in sys.argv
 ENV = {
     "EPRX_RUN_DIR": str(ROOT / ".run" / "chaos"), "EPRX_KAFKA_PORT": str(PORTS["kafka"]),
     "EPRX_KAFKA_CONTROLLER_PORT": str(PORTS["controller"]), "EPRX_REDIS_PORT": str(PORTS["redis"]),
@@ -54,6 +57,9 @@ ENV = {
     "EPRX_REDIS_URL": f"redis://127.0.0.1:{PORTS['redis_proxy']}/0",
     "EPRX_INSURANCE_ADDRESS": f"127.0.0.1:{PORTS['insurance_proxy']}",
 }
+if CLUSTER:
+    ENV.update({"EPRX_RUN_DIR": str(ROOT / ".run" / "chaos-cluster"), "EPRX_REDIS_CLUSTER": "1",
+                "EPRX_REDIS_URL": f"redis://127.0.0.1:{PORTS['redis']}/0"})
 os.environ.update(ENV)
 
 import grpc  # noqa: E402
@@ -125,7 +131,30 @@ def toxic(proxy: str, kind: str, attributes: dict) -> tuple[Callable[[], None], 
     return start, heal
 
 
+def kill_master_of(key: str) -> Callable[[], None]:
+    """SIGKILL of the cluster master that serves `key` (the supervisor restarts it; it comes
+    back as its promoted replica's replica)."""
+    def start() -> None:
+        from redis.crc import key_slot
+
+        from services.common.redis_cluster import node_client
+        settings = CommonSettings.from_env()
+        slot = key_slot(key.encode())
+        for start_slot, end_slot, master, *_ in node_client(settings, PORTS["redis"]).execute_command(
+                "CLUSTER", "SLOTS"):
+            if start_slot <= slot <= end_slot:
+                n = int(master[1]) - PORTS["redis"]
+                os.kill(pid_of("redis" if n == 0 else f"redis-{n + 1}"), signal.SIGKILL)
+                return
+        raise LookupError(slot)
+    return start
+
+
 def faults(short: bool) -> list[Fault]:
+    if CLUSTER:
+        return [Fault("redis-master-kill", "SIGKILL of the Redis Cluster master of a pharmacy shard (replica "
+                                           "promoted; the node restarted as a replica)",
+                      kill_master_of("{pharmacy:s0000}"))]
     out = [Fault("broker-kill", "SIGKILL of one Kafka broker (the supervisor restarts it)", kill("kafka-2"))]
     start, heal = stop("kafka-3")
     out.append(Fault("broker-stop", "SIGSTOP of one Kafka broker beyond the request timeout (35 s), then SIGCONT",
@@ -370,9 +399,12 @@ async def main_async(args) -> dict:
         proxy.terminate()
         proxy.wait()
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "conditions": f"one machine ({os.cpu_count()} cores): 3 KRaft brokers (RF 3, min ISR 2), Redis AOF "
-                            f"always, 2 relays per service, TLS/SASL/ACLs on, toxiproxy on every Redis and "
-                            f"pharmacy-insurer connection; {args.concurrency} concurrent lifecycles, "
+              "conditions": f"one machine ({os.cpu_count()} cores): 3 KRaft brokers (RF 3, min ISR 2), "
+                            + ("a Redis Cluster of 3 masters and 3 replicas (AOF always, writes acknowledged "
+                               "once replicated)" if CLUSTER else "Redis AOF always")
+                            + ", 2 relays per service, TLS/SASL/ACLs on, toxiproxy on every "
+                            + ("" if CLUSTER else "Redis and ")
+                            + f"pharmacy-insurer connection; {args.concurrency} concurrent lifecycles, "
                             f"{args.lead:.0f} s before each fault and {args.tail:.0f} s after it heals",
               "results": results, "table": table(results), "ok": all(r["ok"] for r in results)}
     return report
@@ -386,6 +418,7 @@ def main() -> int:
     parser.add_argument("--lead", type=float, default=None)
     parser.add_argument("--tail", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--redis-cluster", action="store_true", help="on a Redis Cluster: its own faults")
     args = parser.parse_args()
     args.lead = args.lead if args.lead is not None else (5.0 if args.short else 15.0)
     args.tail = args.tail if args.tail is not None else (15.0 if args.short else 45.0)

@@ -1,6 +1,8 @@
 """The one way a service process connects to Redis: a bounded pool that makes a caller wait
 (for at most `redis_pool_timeout`) instead of failing when every connection is busy, and
-socket timeouts, so a Redis that stops answering is an error, never a hang."""
+socket timeouts, so a Redis that stops answering is an error, never a hang. Under
+EPRX_REDIS_CLUSTER=1 the same for a Redis Cluster, where a write is acknowledged only once a
+replica holds it (replicated_script)."""
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +35,10 @@ def connect(settings: CommonSettings, user: str) -> redis.asyncio.Redis:
     """As Redis ACL user `user`: a service's own, which reaches only its own keys. Under
     EPRX_REDIS_CLUSTER=1 a cluster client (redis_url is one seed node)."""
     if settings.redis_cluster:
-        client = BoundedRedisCluster.from_url(settings.redis_url_for(user), max_connections=2 * settings.redis_pool_size,
-                                       socket_timeout=settings.redis_socket_timeout,
-                                       socket_connect_timeout=settings.redis_socket_timeout, protocol=3)
+        client = BoundedRedisCluster.from_url(
+            settings.redis_url_for(user), max_connections=2 * settings.redis_pool_size,
+            socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=settings.redis_socket_timeout,
+            protocol=3)
         client.eprx_replicas_to_wait = settings.redis_replicas_to_wait
         client.bound(settings.redis_pool_size, settings.redis_pool_timeout)
         return client
@@ -145,7 +148,7 @@ async def replicated_script(cluster: RedisCluster, script, keys: list, args: lis
     what was never acknowledged."""
     marker = keys[0].split("}", 1)[0] + "}:replicated" if keys[0].startswith("{") else keys[0] + ":replicated"
     await cluster.initialize()   # the slot map, learnt at first use (a no-op afterwards)
-    for attempt in range(4):
+    for _ in range(4):
         node = cluster.get_node_from_key(keys[0])
         commands = [PipelineCommand(0, "EVALSHA", script.sha, len(keys), *keys, *args) if script
                     else PipelineCommand(0, "PING"),

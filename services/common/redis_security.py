@@ -49,7 +49,8 @@ def acl_lines(passwords: dict[str, str]) -> list[str]:
         keys = " ".join(f"~{p}" for p in patterns)
         lines.append(f"user {service} on {hashed(service)} resetchannels {keys} -@all {SERVICE_COMMANDS}")
     reads = " ".join(f"%R~{p}" for p in AGENCY_READS)
-    lines.append(f"user agency on {hashed('agency')} resetchannels {reads} -@all +@read +@connection -@dangerous {CLUSTER_MAP}")
+    lines.append(f"user agency on {hashed('agency')} resetchannels {reads} -@all +@read +@connection -@dangerous "
+                 + CLUSTER_MAP)
     return lines
 
 

@@ -20,12 +20,7 @@ from services.common import metrics
 from services.common.config import CommonSettings
 from services.common.events import EventDecodeError, decode
 from services.common.liveness import Heartbeat, heartbeat_path
-from services.common.logging import (
-    configure_logging,
-    correlation_id,
-    faust_logging_config,
-    load_mask_key,
-)
+from services.common.logging import configure_logging, correlation_id, faust_logging_config, load_mask_key
 from services.common.redis_client import CLUSTER_TRANSIENT
 from services.common.topics import dlq
 

@@ -14,30 +14,12 @@ from services.common.outbox import OutboxLayout, OutboxScript
 from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
 from services.pharmacy.adapters import events
-from services.pharmacy.domain.dispensing import (
-    AlreadyApplied,
-    AlreadyReversed,
-    Applied,
-    DispenseOutcome,
-    DispensePlan,
-    LedgerMissing,
-    RecordMissing,
-    ReversalPlan,
-    Reversed,
-    ReverseOutcome,
-    StateChanged,
-)
+from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
+                                                 DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,
+                                                 ReverseOutcome, StateChanged)
 from services.pharmacy.domain.events import DispensingClosed
-from services.pharmacy.domain.model import (
-    Closed,
-    DispenseRecord,
-    Ledger,
-    Prescription,
-    PriorDispense,
-    Receipt,
-    ReceiptLine,
-    SoldLine,
-)
+from services.pharmacy.domain.model import (Closed, DispenseRecord, Ledger, PriorDispense, Prescription, Receipt,
+                                            ReceiptLine, SoldLine)
 
 SERVICE = "pharmacy"
 

@@ -16,23 +16,10 @@ from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
 from services.prescribing.adapters import documents, events
 from services.prescribing.domain.events import Event
-from services.prescribing.domain.model import (
-    ActiveMedication,
-    Finding,
-    Issued,
-    Severity,
-    Status,
-    StoredPrescription,
-)
-from services.prescribing.domain.outcomes import (
-    AlreadyCancelled,
-    Collision,
-    Done,
-    Duplicate,
-    InState,
-    Missing,
-    Outcome,
-)
+from services.prescribing.domain.outcomes import (AlreadyCancelled, Collision, Done, Duplicate, InState, Missing,
+                                                  Outcome)
+from services.prescribing.domain.model import (ActiveMedication, Finding, Issued, Severity, Status,
+                                               StoredPrescription)
 
 SERVICE = "prescribing"
 READ_PREFIX = "prescribing:read"
