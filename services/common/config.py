@@ -122,7 +122,9 @@ class CommonSettings:
     metrics_port: int = 0           # Prometheus /metrics of this process; 0: not served
     kafka_brokers: int = 1          # nodes of the local KRaft cluster (EPRX_KAFKA_BROKERS)
     outbox_alarm_depth: int = 50_000  # events waiting in a service's outbox before it reports NOT_SERVING
-    dedup_ttl_seconds: int = 7 * 24 * 3600   # how long a consumer remembers an event id it handled
+    # How long a consumer remembers an event id it handled. Redeliveries are the work done since the
+    # last offset commit (1 s) before a worker stopped; they come when the partition is read again.
+    dedup_ttl_seconds: int = 3600
     table_store: str = "rocksdb"    # where a Faust worker keeps its tables: rocksdb (on disk) or memory
     table_standby_replicas: int = 1  # other workers of the group that keep a warm copy of each table partition
     # The CA and certificates; plaintext only under the explicit development setting EPRX_PLAINTEXT_DEV=1.
@@ -193,7 +195,7 @@ class CommonSettings:
                                                                  for n in range(brokers))),
             kafka_brokers=brokers,
             outbox_alarm_depth=env.integer("OUTBOX_ALARM_DEPTH", 50_000, minimum=1),
-            dedup_ttl_seconds=env.integer("DEDUP_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
+            dedup_ttl_seconds=env.integer("DEDUP_TTL_SECONDS", 3600, minimum=60, maximum=30 * 24 * 3600),
             table_store=env.choice("TABLE_STORE", "rocksdb", ("rocksdb", "memory")),
             table_standby_replicas=env.integer("TABLE_STANDBY_REPLICAS", 1, minimum=0, maximum=8),
             redis_url=env.text("REDIS_URL", f"redis://127.0.0.1:{ports.redis}/0"),

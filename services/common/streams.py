@@ -166,7 +166,7 @@ class RedisDeduplicator:
     key per id, `{<service>:dedup:<consumer>:<id>}`: inside the service's ACL key patterns,
     and spread over every Redis Cluster slot instead of one hot one."""
 
-    def __init__(self, redis, consumer: str, ttl_seconds: int = 7 * 24 * 3600, *, service: str | None = None):
+    def __init__(self, redis, consumer: str, ttl_seconds: int = 3600, *, service: str | None = None):
         self._redis = redis
         self._prefix = "{" + f"{service or consumer.split('-')[0]}:dedup:{consumer}:"
         self._ttl = ttl_seconds
