@@ -323,6 +323,7 @@ class Supervisor:
         self.running: list[Proc] = []
         self._print_lock = threading.Lock()
         self._console_gone = False
+        self._logged: set[str] = set()
 
     def say(self, name: str, line: str, color: str = "1") -> None:
         with self._print_lock:
@@ -340,7 +341,11 @@ class Supervisor:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def _pump(self, proc: Proc, color: str) -> None:
-        with open(self.logs / f"{proc.name}.log", "w", buffering=1) as log:
+        # A fresh log per run; a process the supervisor restarts appends, keeping what it wrote
+        # before it died.
+        mode = "a" if proc.name in self._logged else "w"
+        self._logged.add(proc.name)
+        with open(self.logs / f"{proc.name}.log", mode, buffering=1) as log:
             for raw in proc.popen.stdout:
                 line = raw.rstrip("\n")
                 log.write(line + "\n")

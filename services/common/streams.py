@@ -304,5 +304,8 @@ async def process_in_order(app: faust.App, consumer: str, stream, handle: Handle
     """Every event of an agent's stream through the envelope processor, one at a time in
     partition order, skipping what `dedup` says was handled (durable: see durable_dedup)."""
     processor = EnvelopeProcessor(consumer, dedup or MemoryDeduplicator(), dead_letters(app, consumer))
-    async for event in stream.events():
+    # Acknowledged only once handled: Faust's own acknowledgement runs in a `finally`, so an
+    # event whose handling was cancelled (a stop, a crash of the agent) would count as done.
+    async for event in stream.noack().events():
         await processor.process(event, handle)
+        await stream.ack(event)
