@@ -102,7 +102,7 @@ bench: install
 bench-recovery: install
 	$(PY) bench/recovery.py
 
-# Every fault in turn under a steady load, the long versions (about 45 minutes), then a Redis
+# Every fault in turn under a steady load, the long versions (about 35 minutes), then a Redis
 # Cluster master killed under the same load; prints the fault tables and writes
 # chaos/results/<stamp>.json. `make test` runs the short versions of some.
 chaos: install toxiproxy
