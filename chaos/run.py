@@ -39,9 +39,9 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "build" / "gen")]
 
-PORTS = {"kafka": 33092, "controller": 33093, "redis": 36380, "prescribing": 53051, "pharmacy": 53052,
+PORTS = {"kafka": 33092, "controller": 33093, "redis": 37380, "prescribing": 53051, "pharmacy": 53052,
          "insurance": 53053, "insurance_internal": 53063, "fhir": 53080,
-         "toxiproxy": 38474, "redis_proxy": 36390, "insurance_proxy": 53064}
+         "toxiproxy": 38474, "redis_proxy": 37390, "insurance_proxy": 53064}
 # --redis-cluster: the same system on a Redis Cluster (six nodes on the Redis port + 0..5), for the
 # faults of a cluster (a master killed); its clients reach the nodes the cluster names, directly.
 CLUSTER = "--redis-cluster" in sys.argv
@@ -348,6 +348,7 @@ def start_toxiproxy() -> subprocess.Popen:
     log = open(Path(ENV["EPRX_RUN_DIR"]) / "toxiproxy.log", "w")
     proc = subprocess.Popen([str(TOXIPROXY), "-host", "127.0.0.1", "-port", str(PORTS["toxiproxy"])],
                             stdout=log, stderr=subprocess.STDOUT)
+    (Path(ENV["EPRX_RUN_DIR"]) / "toxiproxy.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -378,7 +379,7 @@ def table(results: list[dict]) -> str:
 
 async def main_async(args) -> dict:
     run_dir = Path(ENV["EPRX_RUN_DIR"])
-    supervise("down")
+    down()
     subprocess.run(["rm", "-rf", str(run_dir)], check=True)
     run_dir.mkdir(parents=True)
     proxy = start_toxiproxy()
@@ -410,6 +411,18 @@ async def main_async(args) -> dict:
     return report
 
 
+def down() -> None:
+    """Stops what a run left behind (a run that was killed cannot stop its own system)."""
+    supervise("down")
+    pidfile = Path(ENV["EPRX_RUN_DIR"]) / "toxiproxy.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+        pidfile.unlink()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="the faults make test runs, shorter")
@@ -419,7 +432,11 @@ def main() -> int:
     parser.add_argument("--tail", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--redis-cluster", action="store_true", help="on a Redis Cluster: its own faults")
+    parser.add_argument("--down", action="store_true", help="stop what an interrupted run left running")
     args = parser.parse_args()
+    if args.down:
+        down()
+        return 0
     args.lead = args.lead if args.lead is not None else (5.0 if args.short else 15.0)
     args.tail = args.tail if args.tail is not None else (15.0 if args.short else 45.0)
     report = asyncio.run(main_async(args))
