@@ -100,6 +100,10 @@ class BoundedRedisCluster(RedisCluster):
     pool, and a node whose connections run out is treated as failed, which reshuffles every
     node's connections under the other callers' feet."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bound(64, 2.0)   # until the caller sets its own (connect() does)
+
     def bound(self, limit: int, timeout: float) -> None:
         self._turns = asyncio.Semaphore(limit)
         self._turn_timeout = timeout

@@ -223,33 +223,38 @@ def shipped_ids(settings, topic, at_least):
     return [decode(r.value).event_id for r in read_topic(settings.kafka_access("admin"), topic, at_least=at_least)]
 
 
-async def test_a_relay_that_lost_its_lease_after_reading_ships_nothing(settings, redis_async, redis_sync, make_topic):
+async def taken_over_at(point, settings, redis_async, redis_sync, make_topic):
+    """Twenty events in one shard, and relay A whose lease relay B takes at `point` of A's round."""
     topic = make_topic("fence", partitions=1)
     layout = OutboxLayout(f"t{uuid.uuid4().hex[:8]}", 1)
     written = await write_events(redis_async, layout, topic, [f"01234{uuid.uuid4().hex[:7]}-c"], per_key=20)
-    takeover = TakenOver("relay.before_produce", redis_sync, layout, settings)
+    takeover = TakenOver(point, redis_sync, layout, settings)
     relay_a = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "relay-a"), layout,
                           owner="relay-a", crash_point=takeover)
+    expected = [e for ids in written.values() for e in ids]
+    return topic, layout, takeover, relay_a, expected
+
+
+def drain_with(relay, redis_sync, layout) -> None:
+    while outbox_length(redis_sync, layout):
+        relay.run_once()
+
+
+async def test_a_relay_that_lost_its_lease_after_reading_ships_nothing(settings, redis_async, redis_sync, make_topic):
+    topic, layout, takeover, relay_a, expected = await taken_over_at("relay.before_produce", settings, redis_async,
+                                                                     redis_sync, make_topic)
     assert relay_a.run_once() == 0 and relay_a.owned_shards() == []
     assert outbox_length(redis_sync, layout) == 20 and shipped_ids(settings, topic, 0) == []
-    while outbox_length(redis_sync, layout):
-        takeover.relay_b.run_once()
-    expected = [e for ids in written.values() for e in ids]
+    drain_with(takeover.relay_b, redis_sync, layout)
     assert shipped_ids(settings, topic, 20) == expected          # once each, in order
 
 
 async def test_a_relay_that_lost_its_lease_after_sending_trims_nothing(settings, redis_async, redis_sync, make_topic):
-    topic = make_topic("fence", partitions=1)
-    layout = OutboxLayout(f"t{uuid.uuid4().hex[:8]}", 1)
-    written = await write_events(redis_async, layout, topic, [f"01234{uuid.uuid4().hex[:7]}-c"], per_key=20)
-    takeover = TakenOver("relay.after_produce", redis_sync, layout, settings)
-    relay_a = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "relay-a"), layout,
-                          owner="relay-a", crash_point=takeover)
+    topic, layout, takeover, relay_a, expected = await taken_over_at("relay.after_produce", settings, redis_async,
+                                                                     redis_sync, make_topic)
     assert relay_a.run_once() == 0                               # shipped, but not its to trim any more
     assert outbox_length(redis_sync, layout) == 20
-    while outbox_length(redis_sync, layout):
-        takeover.relay_b.run_once()
-    expected = [e for ids in written.values() for e in ids]
+    drain_with(takeover.relay_b, redis_sync, layout)
     shipped = shipped_ids(settings, topic, 40)
     assert shipped == expected + expected                         # at least once: duplicates, by event id
     assert list(dict.fromkeys(shipped)) == expected               # de-duplicated: each once, in order
