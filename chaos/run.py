@@ -387,6 +387,9 @@ async def main_async(args) -> dict:
     try:
         supervise("up")
         settings = CommonSettings.from_env()
+        known = {f.name for f in faults(args.short)}
+        if args.only and args.only - known:
+            sys.exit(f"unknown faults {sorted(args.only - known)}; these exist: {sorted(known)}")
         chosen = [f for f in faults(args.short) if not args.only or f.name in args.only]
         per_phase = (args.lead + args.tail + max(f.hold_s for f in chosen) + 10) * 6 * args.concurrency
         members = import_members(int(per_phase * len(chosen)) + 500)
