@@ -16,6 +16,7 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_INSURANCE_PORT=51053 EPRX_FHIR_PORT=51080 EPRX_INSURANCE_INTERNAL_PORT=51063 EPRX_LOG_FORMAT=json
 
 .PHONY: install protos kafka-jars fhir-validator redis-bin credentials topics run up down status grpcurl toxiproxy demo bench bench-recovery chaos \
+        k8s-schemas k8s-validate \
         test test-unit test-integration test-redis-cluster test-clean-slate fuzz clean
 
 install: $(VENV)/.installed protos kafka-jars redis-bin
@@ -74,6 +75,21 @@ toxiproxy: $(TOXIPROXY)
 $(TOXIPROXY):
 	GOBIN=$(CURDIR)/.cache/toxiproxy/bin go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0
 
+# Strimzi's CRD schemas (the io.strimzi:api tests jar), for validating the Kubernetes manifests offline.
+STRIMZI_VERSION := 0.49.0
+STRIMZI_JAR := .cache/strimzi/api-$(STRIMZI_VERSION)-tests.jar
+k8s-schemas: $(STRIMZI_JAR)
+$(STRIMZI_JAR):
+	mkdir -p $(dir $@)
+	curl -fsSL --retry 3 -o $@.part https://repo1.maven.org/maven2/io/strimzi/api/$(STRIMZI_VERSION)/api-$(STRIMZI_VERSION)-tests.jar
+	mv $@.part $@
+
+# The image's Dockerfile linted, every overlay built and validated (also part of make test).
+k8s-validate: install k8s-schemas
+	$(VENV)/bin/hadolint deploy/container/Dockerfile
+	$(PY) deploy/k8s/generate.py --check
+	$(PY) deploy/k8s/validate.py
+
 credentials: install
 	$(PY) -m services.common.auth .run/credentials
 
@@ -113,7 +129,7 @@ chaos: install toxiproxy
 demo: install
 	$(PY) -m demo.story
 
-test-unit: install
+test-unit: install k8s-schemas
 	$(PY) -m pytest tests/unit -q
 
 # Every run starts from an empty test run folder: a fresh broker, Redis and keys, so a run
@@ -127,7 +143,7 @@ test-integration: test-clean-slate
 	@set +e; $(TEST_ENV) $(PY) -m pytest tests/contract tests/integration -q; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc
 
-test: test-clean-slate fhir-validator toxiproxy
+test: test-clean-slate fhir-validator toxiproxy k8s-schemas
 	@$(TEST_ENV) $(SUPERVISE) up --infra-only
 	@set +e; $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  $(TEST_ENV) $(SUPERVISE) down; exit $$rc

@@ -307,6 +307,20 @@ async def watch_readiness(health_servicer: health.aio.HealthServicer, names: Ite
         await asyncio.sleep(interval)
 
 
+async def health_only_server(address: str, health_servicer: health.aio.HealthServicer
+                             ) -> tuple[grpc.aio.Server, int]:
+    """A plaintext server with the health service only, sharing the main server's statuses:
+    for a kubelet's native gRPC probes, which speak no TLS. Nothing else answers there.
+    Returns it started, with its bound port."""
+    server = grpc.aio.server(maximum_concurrent_rpcs=16, options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind the health port {address}")
+    await server.start()
+    return server, port
+
+
 async def serve_until_signalled(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
                                 names: Iterable[str], *, grace_seconds: float = 10.0,
                                 on_stop: Callable[[], Awaitable[None]] | None = None,

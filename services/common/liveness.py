@@ -2,6 +2,7 @@
 file while its loop turns; a supervisor or a cluster's exec probe checks the file's age.
 
     python -m services.common.liveness .run/live/pharmacy-relay-0 [--max-age 30]
+    python -m services.common.liveness --process pharmacy-relay   # this replica's (EPRX_REPLICA)
 
 exits 0 when the heartbeat is fresh, 1 when it is stale or missing."""
 from __future__ import annotations
@@ -45,9 +46,14 @@ def age(path: Path) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", type=Path)
+    parser.add_argument("path", type=Path, nargs="?")
+    parser.add_argument("--process", help="the heartbeat of this process and replica (EPRX_RUN_DIR, EPRX_REPLICA)")
     parser.add_argument("--max-age", type=float, default=30.0)
     args = parser.parse_args(argv)
+    if (args.path is None) == (args.process is None):
+        parser.error("give a heartbeat file or --process, one of them")
+    if args.process:
+        args.path = heartbeat_path(CommonSettings.from_env(), args.process)
     seconds = age(args.path)
     if seconds is None or seconds > args.max_age:
         print(f"{args.path}: {'no heartbeat' if seconds is None else f'last beat {seconds:.0f} s ago'}")

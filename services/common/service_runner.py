@@ -13,7 +13,7 @@ from services.common.outbox import OutboxLayout
 from services.common.redis_client import connect
 from services.common.auth import Authenticator
 from services.common.config import CommonSettings
-from services.common.grpc_server import Probe, ServiceBinding, create_server, serve_until_signalled
+from services.common.grpc_server import Probe, ServiceBinding, create_server, health_only_server, serve_until_signalled
 from services.common.logging import configure_logging, load_mask_key
 
 # What a service brings up: its bindings, what to close on stop, and a probe of the backends
@@ -66,6 +66,13 @@ async def _serve(name: str, settings: CommonSettings, address: str, make_binding
                                                credentials=credentials, mutual_tls=mutual, auditor=auditor)
     if not pki.enabled:
         log.warning("service.plaintext", reason="EPRX_PLAINTEXT_DEV=1: no TLS, for development only")
+    # EPRX_HEALTH_PORT: the health statuses in plaintext too, for an orchestrator's probes.
+    probes = (await health_only_server(f"{address.rsplit(':', 1)[0]}:{settings.health_port}", health))[0] \
+        if settings.health_port else None
     log.info("service.starting", address=address, port=port, tls=pki.enabled,
-             mutual_tls_port=mutual_tls_port if mutual else None)
-    await serve_until_signalled(server, health, [b.name for b in bindings], on_stop=on_stop, probe=probe)
+             mutual_tls_port=mutual_tls_port if mutual else None, health_port=settings.health_port or None)
+    try:
+        await serve_until_signalled(server, health, [b.name for b in bindings], on_stop=on_stop, probe=probe)
+    finally:
+        if probes is not None:
+            await probes.stop(0)

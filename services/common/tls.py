@@ -18,6 +18,7 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import grpc
 from cryptography import x509
@@ -103,9 +104,11 @@ def _issue(directory: Path, file_name: str, common_name: str, ca_key, ca_cert, n
     return True
 
 
-def ensure(directory: Path, extra_hosts: tuple[str, ...] = (), now: dt.datetime | None = None) -> list[str]:
+def ensure(directory: Path, extra_hosts: tuple[str, ...] = (), now: dt.datetime | None = None, *,
+           hosts_of: Callable[[str], tuple[str, ...]] | None = None) -> list[str]:
     """Creates the CA and every certificate that is missing or expires within 30 days;
-    returns the names it (re)issued."""
+    returns the names it (re)issued. `hosts_of(name)`: that server's own host names (a
+    cluster's DNS names), instead of the local ones every server shares."""
     now = now or dt.datetime.now(dt.timezone.utc)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
@@ -113,7 +116,8 @@ def ensure(directory: Path, extra_hosts: tuple[str, ...] = (), now: dt.datetime 
     hosts = ("localhost", "127.0.0.1", *extra_hosts)
     made = []
     for name in SERVERS:
-        if _issue(directory, name, name, ca_key, ca_cert, now, hosts=(name, *hosts), server=True, client=True):
+        own = hosts_of(name) if hosts_of else (name, *hosts)
+        if _issue(directory, name, name, ca_key, ca_cert, now, hosts=own, server=True, client=True):
             made.append(name)
     for name in SERVICE_CLIENTS:
         if _issue(directory, f"client-{name}", f"{SERVICE_PREFIX}{name}", ca_key, ca_cert, now, hosts=(),

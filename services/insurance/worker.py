@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 import faust
 
 from services.common import metrics
-from services.common.streams import (DeadLetters, Deduplicator, EnvelopeProcessor, MemoryDeduplicator, create_app,
+from services.common.streams import (DeadLetters, Deduplicator, EnvelopeProcessor, InOrderAcks, MemoryDeduplicator, create_app,
                                      as_current_event, durable_dedup, keyed_table, process_in_order,
                                      source_topic)
 from services.common.topics import ALERTS, CLAIMS, CLAIMS_ADJUDICATED, PRESCRIPTIONS
@@ -87,26 +87,28 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
             newest = max((mark.day for mark in state.claims.values()), default=None)
             members[member] = (state.pruned(newest) if newest else state).to_json()   # bounded, however many claims
 
-        async def in_order(events) -> None:
-            for event in events:   # each acknowledged once handled, not before
+        async def in_order(events, acks: InOrderAcks) -> None:
+            for event in events:
                 # The table's store files a key under the partition of Faust's "current event"
                 # (RocksDB keeps one database per partition); in a batch that is the batch's last
                 # event. Each member's task makes its own event current (a task's context is its
                 # own), so a member's state is read and written in its own partition.
                 as_current_event(event)
                 await processor.process(event, lambda envelope, key=event.key: handle(key, envelope))
-                await stream.ack(event)
+                await acks.handled(event)
 
         # Claims of different members are independent: a batch is handled member by member in
-        # parallel, each member's claims in their order. Each event is acknowledged once handled:
-        # take_events acknowledges a batch in a `finally`, so a batch whose handling failed or was
-        # cancelled half-way (a crash, a stop, a rebalance) would have counted as done and its
-        # unhandled claims never been adjudicated (seen in the fault runs: SIGKILL of the worker).
+        # parallel, each member's claims in their order. An event is acknowledged once it and
+        # every earlier event of its partition are handled (InOrderAcks): take_events
+        # acknowledges a batch in a `finally`, so a batch cancelled half-way (a crash, a stop, a
+        # rebalance) would have counted as done; acknowledgements out of partition order let
+        # Faust commit past an event still being handled.
         async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+            acks = InOrderAcks(stream, events)
             by_member: dict = {}
             for event in events:
                 by_member.setdefault(event.key, []).append(event)
-            await asyncio.gather(*(in_order(member_events) for member_events in by_member.values()))
+            await asyncio.gather(*(in_order(member_events, acks) for member_events in by_member.values()))
 
     @app.agent(source_topic(app, PRESCRIPTIONS), name=PRESCRIPTION_WATCHER)
     async def watch_prescriptions(stream):

@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.common.auth import Authenticator, load_tokens, write_credentials
-from services.common.grpc_server import create_server, mark_serving, watch_readiness
+from services.common.grpc_server import create_server, health_only_server, mark_serving, watch_readiness
 from services.common.request_context import caller
 from services.prescribing.adapters.grpc_api import SERVICE_NAME, binding
 from tests.support import eventually
@@ -197,6 +197,32 @@ async def test_health_follows_the_backend_probe(tmp_path):
     finally:
         watcher.cancel()
         await other.stop(0)
+
+
+async def test_the_plaintext_health_port_answers_the_probes_and_nothing_else(tmp_path):
+    """A kubelet's gRPC probe speaks no TLS: the health port carries the statuses of the TLS
+    server, and no call of the service gets through it."""
+    write_credentials(tmp_path)
+    main, _, health_servicer = await create_server(
+        "127.0.0.1:0", [binding(WhoAmI())], Authenticator.from_file(tmp_path / "credentials.json"))
+    await main.start()
+    probes, port = await health_only_server("127.0.0.1:0", health_servicer)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            await mark_serving(health_servicer, [SERVICE_NAME])
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            await health_servicer.enter_graceful_shutdown()   # stopping: the probe sees it at once
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await prescribing_pb2_grpc.PrescribingServiceStub(channel).IssuePrescription(
+                    prescribing_pb2.IssuePrescriptionRequest(), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await probes.stop(0)
+        await main.stop(0)
 
 
 async def test_a_redis_ping_is_the_probe_a_service_uses(tmp_path, settings):
