@@ -292,6 +292,9 @@ def check(settings: CommonSettings, offsets, load: Load, watcher: AdjudicationWa
         "per_key_order_violations": out_of_order,
         "claims": len(load.claims),
         "claims_not_adjudicated": sum(1 for c in load.claims if c not in watcher.seen),
+        # which ones, to look for them in the run folder (kept until the next run)
+        "lost_sales": [f"{d} (prescription {load.sales[d][0]})" for d in sorted(acknowledged - set(events))[:20]],
+        "claims_not_adjudicated_ids": sorted(c for c in load.claims if c not in watcher.seen)[:20],
         "claims_adjudicated_twice": sum(1 for c in load.claims if len(watcher.events.get(c, ())) > 1),
     }
 
