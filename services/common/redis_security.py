@@ -1,4 +1,4 @@
-"""Redis users: the default user off, one ACL user per service restricted to its own key
+"""Redis users: the default user off (unusable by any connection), one ACL user per service restricted to its own key
 patterns and to the command categories it uses, a read-only user for the agency's export, and
 `admin` for operators and the test harness. Passwords are made at first start, one file per
 user (0600), so each process reads only its own; Redis gets their SHA-256 in its ACL file.
@@ -43,7 +43,12 @@ def ensure_passwords(credentials_dir: Path) -> dict[str, str]:
 def acl_lines(passwords: dict[str, str]) -> list[str]:
     def hashed(user: str) -> str:
         return "#" + hashlib.sha256(passwords[user].encode()).hexdigest()
-    lines = ["user default off resetkeys resetchannels -@all",
+    # The default user is off: no connection can use it, every client logs in as its own user.
+    # It keeps every permission all the same, because Redis replays the AOF as the default user
+    # and EXEC checks a transaction's commands against that user again: without them every
+    # MULTI/EXEC block and every script's writes were refused and dropped on a restart, silently
+    # (Redis 7.0 and 7.4; redis/redis#14541, fixed in later releases).
+    lines = ["user default off resetpass ~* &* +@all",
              f"user {ADMIN} on {hashed(ADMIN)} ~* &* +@all"]
     for service, patterns in KEYS.items():
         keys = " ".join(f"~{p}" for p in patterns)
