@@ -39,9 +39,12 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "build" / "gen")]
 
-PORTS = {"kafka": 33092, "controller": 33093, "redis": 37380, "prescribing": 53051, "pharmacy": 53052,
-         "insurance": 53053, "insurance_internal": 53063, "fhir": 53080,
-         "toxiproxy": 38474, "redis_proxy": 37390, "insurance_proxy": 53064}
+# Below 32768, where Linux never hands out a connection's own port (its ephemeral range is
+# 32768-60999): a listening port there could be taken by any outgoing connection, and a run
+# once failed to start on "Failed to bind to address 127.0.0.1:53052".
+PORTS = {"kafka": 23192, "controller": 23193, "redis": 27380, "prescribing": 24051, "pharmacy": 24052,
+         "insurance": 24053, "insurance_internal": 24063, "fhir": 24080,
+         "toxiproxy": 28474, "redis_proxy": 27390, "insurance_proxy": 24064}
 # --redis-cluster: the same system on a Redis Cluster (six nodes on the Redis port + 0..5), for the
 # faults of a cluster (a master killed); its clients reach the nodes the cluster names, directly.
 CLUSTER = "--redis-cluster" in sys.argv
