@@ -130,6 +130,7 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
     accepted_dispenses: set[str] = set()
     timeline: list[tuple[float, str, float]] = []   # (t, rpc, ms)
     next_member = iter(members)
+    ran_out: list[float] = []     # when each driver found no prepared member left
     start = time.monotonic()
     deadline = start + seconds
 
@@ -176,6 +177,7 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
                 errors[error.code().name] += 1
             except LookupError:
                 errors["out of prepared members"] += 1
+                ran_out.append(time.monotonic() - start)
                 return
             n += concurrency
 
@@ -193,7 +195,9 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
     for t in adjudicated.values():
         per_second[int(t - start)] += 1
     return {
-        "duration_s": round(load_end - start, 1), "concurrency": concurrency,
+        "duration_asked_s": seconds, "duration_s": round(load_end - start, 1), "concurrency": concurrency,
+        # A run that could not last as long as asked says so (every rate is over duration_s).
+        "ended_early": (f"out of prepared members after {min(ran_out):.0f} s" if ran_out else None),
         "lifecycles_started_dispensed": len(dispensed_at),
         "lifecycles_completed": len(adjudicated),
         "lifecycles_per_s_sustained": round(len(in_window) / (load_end - start), 1),
@@ -267,13 +271,24 @@ def chart(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+# Every lifecycle needs a member of its own (a second prescription of the same drugs for the same
+# patient is refused as duplicate therapy): enough for the rate the targets ask (200/s) and more.
+MAX_RATE_PER_S = 250
+
+
+def members_for(concurrency: int, seconds: float) -> int:
+    """Members to prepare so that the run lasts as long as asked at up to MAX_RATE_PER_S (or 4
+    lifecycles a second per concurrent driver, if more); a faster run says it ended early."""
+    return int(seconds * max(concurrency * 4, MAX_RATE_PER_S)) + 1000
+
+
 async def main_async(args) -> dict:
     settings = CommonSettings.from_env()
     supervise("down")
     shutil.rmtree(settings.run_dir, ignore_errors=True)   # from nothing: the same start for every run
     supervise("up")
     try:
-        members = import_members(args.concurrency * int(args.seconds) * 4 + 1000)
+        members = import_members(members_for(args.concurrency, args.seconds))
         ceiling = await ceilings(settings, args.concurrency)
         r = redis.Redis.from_url(settings.redis_url_for("admin"))
         dispense_offsets = end_offsets(settings.kafka_access("admin"), DISPENSES)
@@ -329,6 +344,10 @@ def main() -> int:
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     print(json.dumps(report, indent=2))
+    if report["load"]["ended_early"]:
+        print(f"bench: asked for {args.seconds:.0f} s, ran {report['load']['duration_s']} s: "
+              f"{report['load']['ended_early']}", file=sys.stderr)
+        return 1
     return 0
 
 

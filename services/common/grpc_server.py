@@ -3,6 +3,7 @@ authentication and per-method roles, a log line per call, and a graceful stop.""
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from dataclasses import dataclass, field
@@ -158,14 +159,39 @@ def _certified_caller(context: grpc.aio.ServicerContext) -> Caller | None:
     return Caller(key_id=f"cert:{service}", role=Role.SERVICE, identity=service) if service else None
 
 
+@functools.lru_cache(maxsize=256)
+def _method_metrics(method: str):
+    """A method's counters and histogram, looked up once (not per call: a label lookup per
+    status code per call showed in the profiles)."""
+    service, name = metrics.split_method(method)
+    handled = {code: metrics.GRPC_SERVER_HANDLED.labels("unary", service, name, code.name) for code in grpc.StatusCode}
+    return (handled, metrics.GRPC_SERVER_SECONDS.labels("unary", service, name),
+            metrics.GRPC_SERVER_STARTED.labels("unary", service, name))
+
+
+class AccessLog:
+    """Which answered calls get an access line: every call that did not end OK, and one OK call
+    in `every` (the metrics count them all). A line says how many OK calls it stands for."""
+
+    def __init__(self, every: int = 1) -> None:
+        self.every = max(1, every)
+        self._ok = 0
+
+    def wants(self, code: grpc.StatusCode) -> bool:
+        if code != grpc.StatusCode.OK:
+            return True
+        self._ok += 1
+        return self._ok % self.every == 0
+
+
+ACCESS_LOG = AccessLog()   # create_server sets how often
+
+
 def _wrap(behaviour, method: str, caller: Caller | None, cid: str, allowed: frozenset[Role], audit=None):
     """`caller` None: no bearer token came, so the client certificate must name a service.
     `audit`: (auditor, audited) for a method that reads or changes patient data: the call is
     recorded as it ends, before its answer leaves (services/common/audit.py)."""
-    service, name = metrics.split_method(method)
-    handled = {code: metrics.GRPC_SERVER_HANDLED.labels("unary", service, name, code.name) for code in grpc.StatusCode}
-    seconds = metrics.GRPC_SERVER_SECONDS.labels("unary", service, name)
-    started_counter = metrics.GRPC_SERVER_STARTED.labels("unary", service, name)
+    handled, seconds, started_counter = _method_metrics(method)
 
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         who = caller or _certified_caller(context)
@@ -218,8 +244,9 @@ def _wrap(behaviour, method: str, caller: Caller | None, cid: str, allowed: froz
             elapsed = time.perf_counter() - started
             handled[code].inc()
             seconds.observe(elapsed)
-            log.info("rpc", method=method, code=code.name, caller=caller.identity,
-                     role=caller.role.value, ms=round(elapsed * 1000, 2))
+            if ACCESS_LOG.wants(code):
+                log.info("rpc", method=method, code=code.name, caller=caller.identity, role=caller.role.value,
+                         ms=round(elapsed * 1000, 2), stands_for=ACCESS_LOG.every if code == grpc.StatusCode.OK else 1)
             current_caller.reset(caller_token)
             correlation_id.reset(cid_token)
         await _record_refusal(record, failure.code, method)
@@ -239,13 +266,14 @@ async def create_server(address: str, bindings: Iterable[ServiceBinding], authen
                         max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
                         credentials: grpc.ServerCredentials | None = None,
                         mutual_tls: tuple[str, grpc.ServerCredentials] | None = None,
-                        auditor: Any = None,
+                        auditor: Any = None, access_log_every: int = 1,
                         ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Builds and binds the server; returns it with the bound port (pass port 0 in tests).
     `credentials`: TLS (None: plaintext, for in-process tests and the explicit development
     setting). `mutual_tls`: a second address where only platform services connect, each
     identified by its client certificate. Beyond `max_concurrent_rpcs` calls in flight, a
     call is refused with RESOURCE_EXHAUSTED."""
+    ACCESS_LOG.every = max(1, access_log_every)
     bindings = list(bindings)
     roles = {f"/{b.name}/{m}": r for b in bindings for m, r in b.method_roles.items()}
     audits = {f"/{b.name}/{m}": a for b in bindings for m, a in b.audited.items()}

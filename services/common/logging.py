@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 from services.common.files import shared_secret
@@ -34,6 +35,12 @@ _IDENTIFIER_IN_TEXT = re.compile(
     r"(?<![0-9A-Za-z.])(?:[A-Za-z]{2}[1-5][0-9]{12}|[0-9]{12}|[0-9]{10}(?!\.[0-9])|[A-Za-z]{1,2}[0-9]{7,8})"
     r"(?![0-9A-Za-z])")
 _TOKEN_IN_TEXT = re.compile(r"\b(eprx_[0-9a-f]{16})_[A-Za-z0-9_-]{20,}")
+
+
+def _json(event: dict, **options: Any) -> str:
+    """A log line's JSON, by orjson (several times faster than json, which a line per call
+    and per event makes count); what it cannot encode goes through structlog's fallback."""
+    return orjson.dumps(event, default=options.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class PatientDataMasker:
@@ -92,7 +99,7 @@ def configure_logging(service: str, *, fmt: str = "auto", level: str = "info",
     stream = stream or sys.stderr
     json_output = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer(sort_keys=False) if json_output
+        structlog.processors.JSONRenderer(serializer=_json) if json_output
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     structlog.configure(
@@ -126,7 +133,7 @@ def route_standard_logging(service: str, stream: Any, mask_key: bytes, json_outp
 
 def masked_handler(service: str, stream: Any, mask_key: bytes, json_output: bool) -> logging.Handler:
     """A standard-library handler that masks and renders like structlog's lines."""
-    renderer: Any = (structlog.processors.JSONRenderer(sort_keys=False) if json_output
+    renderer: Any = (structlog.processors.JSONRenderer(serializer=_json) if json_output
                      else structlog.dev.ConsoleRenderer(colors=False))
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level,

@@ -7,7 +7,7 @@ from typing import Awaitable, Callable, Sequence
 
 import structlog
 
-from services.common import metrics
+from services.common import eventloop, metrics
 from services.common.audit import Auditor
 from services.common.outbox import OutboxLayout
 from services.common.redis_client import connect
@@ -28,6 +28,7 @@ def run_service(name: str, settings: CommonSettings, port: int, make_bindings: B
     `mutual_tls_port`: also a port for platform services, each identified by its certificate."""
     configure_logging(name, fmt=settings.log_format, level=settings.log_level,
                       mask_key=load_mask_key(settings.run_dir, settings.log_mask_key))
+    eventloop.install()
     profile_to = settings.profile_dir
     if profile_to is None:
         asyncio.run(_serve(name, settings, f"{host}:{port}", make_bindings, mutual_tls_port))
@@ -63,13 +64,15 @@ async def _serve(name: str, settings: CommonSettings, address: str, make_binding
     auditor = Auditor(connect(settings, name), OutboxLayout(name, settings.outbox_shards), settings.pseudonyms())
     server, port, health = await create_server(address, bindings, authenticator,
                                                max_concurrent_rpcs=settings.max_concurrent_rpcs,
-                                               credentials=credentials, mutual_tls=mutual, auditor=auditor)
+                                               credentials=credentials, mutual_tls=mutual, auditor=auditor,
+                                               access_log_every=settings.access_log_every)
     if not pki.enabled:
         log.warning("service.plaintext", reason="EPRX_PLAINTEXT_DEV=1: no TLS, for development only")
     # EPRX_HEALTH_PORT: the health statuses in plaintext too, for an orchestrator's probes.
     probes = (await health_only_server(f"{address.rsplit(':', 1)[0]}:{settings.health_port}", health))[0] \
         if settings.health_port else None
     log.info("service.starting", address=address, port=port, tls=pki.enabled,
+             loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
              mutual_tls_port=mutual_tls_port if mutual else None, health_port=settings.health_port or None)
     try:
         await serve_until_signalled(server, health, [b.name for b in bindings], on_stop=on_stop, probe=probe)

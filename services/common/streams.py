@@ -84,7 +84,8 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
         await app.tables.recovery.completed.wait()
         seconds = time.monotonic() - started
         metrics.TABLES_RECOVERED_SECONDS.labels(app.conf.id).set(seconds)
-        log.info("worker.tables_recovered", app=app.conf.id, seconds=round(seconds, 3), store=settings.table_store)
+        log.info("worker.tables_recovered", app=app.conf.id, seconds=round(seconds, 3), store=settings.table_store,
+                 loop=type(asyncio.get_running_loop()).__module__.split(".")[0])
 
     if settings.metrics_port:
         @app.task

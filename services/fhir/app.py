@@ -27,7 +27,7 @@ from eprescription.pharmacy.v1 import pharmacy_pb2, pharmacy_pb2_grpc
 from eprescription.prescribing.v1 import prescribing_pb2, prescribing_pb2_grpc
 from google.rpc import error_details_pb2
 
-from services.common import dates, metrics
+from services.common import dates, eventloop, metrics
 from services.common.grpc_errors import details_of
 from services.common.limits import MAX_MESSAGE_BYTES
 from services.common.logging import configure_logging, correlation_id, load_mask_key, new_correlation_id
@@ -392,6 +392,7 @@ def main() -> None:
     settings = Settings.from_env()
     configure_logging("fhir", fmt=settings.common.log_format, level=settings.common.log_level,
                       mask_key=load_mask_key(settings.common.run_dir, settings.common.log_mask_key))
+    eventloop.install()
     asyncio.run(serve(settings))
 
 

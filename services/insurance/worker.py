@@ -127,4 +127,6 @@ def build(settings: Settings, *, handlers: Callable[[], Insurance] | None = None
 
 
 if __name__ == "__main__":
+    from services.common import eventloop
+    eventloop.install()   # before the worker makes its loop
     build(Settings.from_env()).main()

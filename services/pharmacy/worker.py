@@ -39,4 +39,6 @@ def build(settings: Settings) -> faust.App:
 
 
 if __name__ == "__main__":
+    from services.common import eventloop
+    eventloop.install()   # before the worker makes its loop
     build(Settings.from_env()).main()
