@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 
 from services.common import metrics
 from services.common.config import CommonSettings
@@ -92,6 +93,26 @@ async def _disconnect_free_connections(self) -> None:
 
 
 ClusterNode.disconnect_free_connections = _disconnect_free_connections
+
+_send_packed = AbstractConnection._send_packed_command
+
+
+async def _send_packed_command(self, command) -> None:
+    """redis-py's write of a command, with uvloop's refusal to write on a transport the server
+    closed (RuntimeError "the handler is closed", where asyncio's loop raises an OSError) turned
+    into the connection error it is: redis-py then drops the connection and retries, and the
+    callers treat it as Redis being away (UNAVAILABLE, a retry in place) instead of a crash
+    (seen in the fault runs: INTERNAL while a Redis Cluster master was killed)."""
+    try:
+        await _send_packed(self, command)
+    except RuntimeError as exc:
+        transport = getattr(self._writer, "transport", None)
+        if transport is not None and transport.is_closing():
+            raise ConnectionResetError(f"the connection to Redis was closed: {exc}") from exc
+        raise
+
+
+AbstractConnection._send_packed_command = _send_packed_command
 
 
 class BoundedRedisCluster(RedisCluster):
