@@ -120,6 +120,7 @@ class CommonSettings:
     crash_at: str = ""              # a named crash point, armed only by reliability tests
     profile_dir: Path | None = None  # where a gRPC service writes cProfile stats on stop (benchmarks)
     metrics_port: int = 0           # Prometheus /metrics of this process; 0: not served
+    producer_linger_ms: int = 5     # how long a worker's producer waits to batch records into one request
     access_log_every: int = 100     # one access line per this many OK calls (every refusal and failure logged)
     health_port: int = 0            # a gRPC service's health statuses in plaintext (kubelet probes); 0: none
     kafka_brokers: int = 1          # nodes of the local KRaft cluster (EPRX_KAFKA_BROKERS)
@@ -219,6 +220,7 @@ class CommonSettings:
             metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535),
             health_port=env.integer("HEALTH_PORT", 0, minimum=0, maximum=65535),
             access_log_every=env.integer("ACCESS_LOG_EVERY", 100, minimum=1, maximum=1_000_000),
+            producer_linger_ms=env.integer("PRODUCER_LINGER_MS", 5, minimum=0, maximum=1000),
             redis_tls=env.choice("REDIS_TLS", "0", ("0", "1")) == "1",
             redis_cluster=cluster,
             redis_replicas_to_wait=env.integer("REDIS_REPLICAS_TO_WAIT", 1 if cluster else 0, minimum=0, maximum=5),
