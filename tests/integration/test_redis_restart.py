@@ -6,20 +6,13 @@ default user; EXEC checks its commands against that user's ACL again, and with t
 user stripped of every command the block was refused and silently dropped (Redis 7.0.15, the
 Debian package; redis/redis#14541): a SIGKILL of Redis lost acknowledged sales."""
 import signal
-import socket
 import subprocess
-import time
 
 import redis
 
 from services.common.config import CommonSettings
 from services.common.redis_security import ADMIN, ensure_passwords, server_argv
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import free_port, wait_until
 
 
 def start(argv):
@@ -31,15 +24,12 @@ def client(port, user, password):
 
 
 def wait_ready(port, password):
-    deadline = time.monotonic() + 20
-    while True:
+    def answers():
         try:
-            if client(port, ADMIN, password).ping():
-                return
+            return client(port, ADMIN, password).ping()
         except redis.exceptions.RedisError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return False
+    wait_until(answers, timeout=20, message=f"Redis on {port}")
 
 
 def test_a_sigkilled_redis_keeps_what_scripts_and_transactions_wrote(tmp_path):

@@ -2,8 +2,6 @@
 connection error, retried, not a crash. uvloop refuses to write on a closed transport with a
 RuntimeError where asyncio's own loop raises an OSError; redis-py passed it up as it was, and a
 call answered INTERNAL while a Redis Cluster master was killed (the fault runs)."""
-import asyncio
-
 import pytest
 import redis.exceptions
 import uvloop
@@ -18,7 +16,7 @@ async def closed_under_the_client(settings):
         # The server side goes away between two commands: the pool's connection is closed.
         for connection in client.connection_pool._available_connections:
             connection._writer.transport.close()
-        await asyncio.sleep(0.05)
+            assert connection._writer.transport.is_closing()
         with pytest.raises(redis.exceptions.ConnectionError):   # Redis away: UNAVAILABLE, retried
             await client.get("{pharmacy:s0000}:uvloop")
         return await client.get("{pharmacy:s0000}:uvloop")   # the next call, on a new connection
