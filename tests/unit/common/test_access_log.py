@@ -14,3 +14,4 @@ def test_every_ok_call_is_logged_when_asked():
     log = AccessLog(every=1)
     assert all(log.wants(grpc.StatusCode.OK) for _ in range(50))
     assert AccessLog(every=0).every == 1
+
