@@ -113,7 +113,9 @@ async def test_two_relays_share_the_work_without_losing_or_reordering(settings, 
     wait_until(lambda: outbox_length(redis_sync, layout) == 0, timeout=60, message="outbox drained")
     for replica in ("a", "b"):   # each replica's liveness file, fresh while it runs
         beat = settings.run_dir / "live" / f"{layout.service}-relay-{replica}"
-        assert liveness.age(beat) is not None and liveness.age(beat) < 10
+        # the other replica may still be starting when the first has drained the outbox alone
+        wait_until(lambda: liveness.age(beat) is not None, timeout=30, message=f"relay {replica}'s first beat")
+        assert liveness.age(beat) < 10
     for proc in relays:
         stop(proc)
     envelopes = [decode(r.value) for r in read_topic(settings.kafka_access("admin"), topic, at_least=200)]
