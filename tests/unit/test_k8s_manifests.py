@@ -102,9 +102,8 @@ def settings_the_code_reads() -> set[str]:
 
 def containers(docs):
     for doc in docs:
-        spec = doc.get("spec", {})
-        pod = spec.get("template", {}).get("spec") or spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec")
-        for container in (pod or {}).get("containers", []):
+        pod = doc.get("spec", {}).get("template", {}).get("spec", {})   # Deployments, StatefulSets, Jobs
+        for container in pod.get("containers", []):
             if container["image"].rsplit(":", 1)[0].endswith("eprx"):
                 yield doc, container
 
