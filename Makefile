@@ -15,7 +15,7 @@ TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CO
             EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
             EPRX_INSURANCE_PORT=51053 EPRX_FHIR_PORT=51080 EPRX_INSURANCE_INTERNAL_PORT=51063 EPRX_LOG_FORMAT=json
 
-.PHONY: install protos kafka-jars fhir-validator redis-bin credentials topics run up down status grpcurl toxiproxy demo bench bench-recovery chaos \
+.PHONY: install protos kafka-jars fhir-validator redis-bin credentials topics run up down status grpcurl toxiproxy ghz demo bench bench-recovery chaos \
         k8s-schemas k8s-validate \
         test test-unit test-integration test-redis-cluster test-clean-slate fuzz clean
 
@@ -75,6 +75,12 @@ toxiproxy: $(TOXIPROXY)
 $(TOXIPROXY):
 	GOBIN=$(CURDIR)/.cache/toxiproxy/bin go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0
 
+# ghz (github.com/bojand/ghz), the gRPC load tool `make bench` draws its latency curves with.
+GHZ := .cache/ghz/bin/ghz
+ghz: $(GHZ)
+$(GHZ):
+	GOBIN=$(CURDIR)/.cache/ghz/bin go install github.com/bojand/ghz/cmd/ghz@v0.120.0
+
 # Strimzi's CRD schemas (the io.strimzi:api tests jar), for validating the Kubernetes manifests offline.
 STRIMZI_VERSION := 0.49.0
 STRIMZI_JAR := .cache/strimzi/api-$(STRIMZI_VERSION)-tests.jar
@@ -110,7 +116,7 @@ status:
 	@$(SUPERVISE) status
 
 # Starts its own system on other ports (.run/bench), measures, stops it. BENCH_CONCURRENCY, BENCH_SECONDS.
-bench: install
+bench: install ghz
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/run.py
 

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,8 @@ BENCH_ENV = {
     "EPRX_REDIS_PORT": "26380", "EPRX_PRESCRIBING_PORT": "52051", "EPRX_PHARMACY_PORT": "52052",
     "EPRX_INSURANCE_PORT": "52053", "EPRX_INSURANCE_INTERNAL_PORT": "52063", "EPRX_FHIR_PORT": "52080",
     "EPRX_LOG_LEVEL": "warning", "EPRX_LOG_FORMAT": "json",
+    # room for the scale run's million stored prescriptions (the default bound is 1 GB)
+    "EPRX_REDIS_MAXMEMORY": os.environ.get("BENCH_REDIS_MAXMEMORY", "16gb"),
 }
 os.environ.update(BENCH_ENV)
 
@@ -46,6 +49,9 @@ from services.common.topics import DISPENSES, TopicSpec, apply_topics  # noqa: E
 from services.kernel.calendar import utc_now  # noqa: E402
 
 from bench.lifecycle import AdjudicationWatcher, draft, import_members  # noqa: E402
+from bench import ghz_curves  # noqa: E402
+from bench.fill import Template, count_prescriptions, fill  # noqa: E402
+from bench.redis_inventory import inventory  # noqa: E402
 
 CEILING_PORT = 52099
 PY = sys.executable
@@ -114,7 +120,16 @@ async def ceilings(settings: CommonSettings, concurrency: int) -> dict:
             "kafka_produce_1kb_acks_all_per_s": round(produce_rate), "kafka_consume_1kb_per_s": round(consume_rate)}
 
 
-async def load(settings: CommonSettings, members, concurrency: int, seconds: float, watcher) -> dict:
+# An open-loop run starts lifecycles at a fixed rate whatever the system answers; no more than
+# this many at once (past it the system has fallen behind, and the run says how often).
+MAX_IN_FLIGHT = 1024
+
+
+async def load(settings: CommonSettings, members, concurrency: int, seconds: float, watcher,
+               rate: float | None = None) -> dict:
+    """Lifecycles for `seconds`: closed loop (`concurrency` drivers, each starting its next when
+    its last ends: the sustained maximum), or, with `rate`, open loop (one started every 1/rate
+    seconds, as clients arrive, so latency is measured at that load)."""
     tokens = load_tokens(settings.credentials_file.parent / "tokens.json")
     prescriber = (("authorization", f"Bearer {tokens['prescriber-hospital-a']}"),)
     pharmacies = [(("authorization", f"Bearer {tokens[p]}"),) for p in ("pharmacy-a", "pharmacy-b")]
@@ -131,6 +146,7 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
     timeline: list[tuple[float, str, float]] = []   # (t, rpc, ms)
     next_member = iter(members)
     ran_out: list[float] = []     # when each driver found no prepared member left
+    sample: list[tuple[str, str]] = []   # one dispensed prescription's code and card, for ghz
     start = time.monotonic()
     deadline = start + seconds
 
@@ -167,6 +183,8 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
             metadata=dispensary, timeout=30))
         dispensed_at[sold.claim_id] = time.monotonic()
         accepted_dispenses.add(sold.dispense_id)
+        if not sample:
+            sample.append((code, card))
 
     async def driver(k: int):
         n = k
@@ -181,7 +199,33 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
                 return
             n += concurrency
 
-    await asyncio.gather(*(driver(k) for k in range(concurrency)))
+    async def arrival(n: int):
+        try:
+            await lifecycle(n)
+        except grpc.aio.AioRpcError as error:
+            errors[error.code().name] += 1
+        except LookupError:
+            errors["out of prepared members"] += 1
+            ran_out.append(time.monotonic() - start)
+
+    async def open_loop():
+        in_flight: set[asyncio.Task] = set()
+        n, due = 0, time.monotonic()
+        while due < deadline and not ran_out:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if len(in_flight) >= MAX_IN_FLIGHT:
+                errors["not started: client at its in-flight cap"] += 1
+            else:
+                task = asyncio.create_task(arrival(n))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            n, due = n + 1, due + 1 / rate
+        await asyncio.gather(*in_flight)
+
+    if rate:
+        await open_loop()
+    else:
+        await asyncio.gather(*(driver(k) for k in range(concurrency)))
     load_end = time.monotonic()
     settle = load_end + 60
     while time.monotonic() < settle and any(c not in watcher.seen for c in dispensed_at):
@@ -195,7 +239,10 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
     for t in adjudicated.values():
         per_second[int(t - start)] += 1
     return {
-        "duration_asked_s": seconds, "duration_s": round(load_end - start, 1), "concurrency": concurrency,
+        "mode": f"open loop, {rate:g} lifecycles started per second" if rate
+                else f"closed loop, {concurrency} concurrent",
+        "duration_asked_s": seconds, "duration_s": round(load_end - start, 1),
+        "concurrency": None if rate else concurrency, "rate_asked_per_s": rate,
         # A run that could not last as long as asked says so (every rate is over duration_s).
         "ended_early": (f"out of prepared members after {min(ran_out):.0f} s" if ran_out else None),
         "lifecycles_started_dispensed": len(dispensed_at),
@@ -206,7 +253,7 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
         "dispense_to_adjudicated": summary(lags_adjudicated),
         "errors": dict(errors),
         "_timeline": timeline, "_per_second": dict(per_second), "_accepted": accepted_dispenses,
-        "_claims": set(dispensed_at), "_start_wall": start,
+        "_claims": set(dispensed_at), "_start_wall": start, "_sample": sample[0] if sample else None,
     }
 
 
@@ -244,17 +291,20 @@ def process_stats(settings: CommonSettings) -> dict[str, dict]:
     return stats
 
 
-def chart(result: dict, path: Path) -> None:
+def chart(report: dict, result: dict, path: Path) -> None:
+    """One picture of the report: the sustained run over time, its latencies, ghz's curves and
+    the latencies at half load with 10k and with 1M prescriptions stored."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     timeline, per_second = result["_timeline"], result["_per_second"]
     seconds = int(max([t for t, _, _ in timeline] + [0])) + 1
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig, ((top, curves), (bottom, scale)) = plt.subplots(2, 2, figsize=(15, 9))
     top.plot(range(seconds), [per_second.get(s, 0) for s in range(seconds)], label="lifecycles adjudicated / s")
     top.set_ylabel("per second")
+    top.set_xlabel("seconds")
     top.legend()
-    top.set_title(f"e-prescription lifecycles, concurrency {result['concurrency']}")
+    top.set_title(f"sustained maximum: {result['mode']}")
     for rpc in ("IssuePrescription", "LookupPrescription", "DispensePrescription"):
         buckets = defaultdict(list)
         for t, name, ms in timeline:
@@ -263,10 +313,38 @@ def chart(result: dict, path: Path) -> None:
         xs = sorted(buckets)
         for p, style in ((50, "-"), (99, ":")):
             bottom.plot(xs, [pct(buckets[x], p) for x in xs], style, label=f"{rpc} p{p}")
-    bottom.set_ylabel("latency ms")
+    bottom.set_ylabel("latency ms (sustained maximum)")
     bottom.set_xlabel("seconds")
     bottom.set_yscale("log")
     bottom.legend(fontsize=7)
+    for name, data in (report.get("ghz") or {}).items():
+        if not isinstance(data, dict) or "points" not in data:
+            continue
+        points = [p for p in data["points"] if p["p99_ms"] is not None]
+        xs = [p["achieved_per_s"] for p in points]
+        line, = curves.plot(xs, [p["p50_ms"] for p in points], "o-", label=f"{name} p50")
+        curves.plot(xs, [p["p99_ms"] for p in points], "o:", color=line.get_color(), label=f"{name} p99")
+    curves.set_title("ghz through TLS: latency against achieved rate")
+    curves.set_xlabel("calls per second achieved")
+    curves.set_ylabel("ms")
+    curves.set_yscale("log")
+    curves.legend(fontsize=7)
+    runs = [(label, report["runs"][key]) for key, label in (("half_10k", "10k stored"), ("half_1m", "1M stored"))
+            if key in report["runs"]]
+    measures = (("LookupPrescription p99", lambda r: r["rpc_latency"].get("LookupPrescription", {}).get("p99_ms")),
+                ("DispensePrescription p99", lambda r: r["rpc_latency"].get("DispensePrescription", {}).get("p99_ms")),
+                ("issue→visible p99", lambda r: r["issue_to_visible_at_pharmacy"]["p99_ms"]),
+                ("dispense→adjudicated p99", lambda r: r["dispense_to_adjudicated"]["p99_ms"]))
+    width = 0.8 / max(len(runs), 1)
+    for i, (label, run) in enumerate(runs):
+        scale.bar([m + i * width for m in range(len(measures))], [f(run) or 0 for _, f in measures], width,
+                  label=label)
+    scale.set_xticks([m + width * (len(runs) - 1) / 2 for m in range(len(measures))], [n for n, _ in measures],
+                     fontsize=8)
+    scale.set_yscale("log")
+    scale.set_ylabel("ms")
+    scale.set_title("half of the sustained maximum (open loop)")
+    scale.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -282,44 +360,139 @@ def members_for(concurrency: int, seconds: float) -> int:
     return int(seconds * max(concurrency * 4, MAX_RATE_PER_S)) + 1000
 
 
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_table(before: dict, after: dict, wall_s: float, lifecycles: int) -> dict:
+    """Each process's CPU over a run (its settling included): percent of one core and
+    milliseconds per completed lifecycle; `total` sums every process of the system."""
+    rows = {}
+    for name in after:
+        used = after[name]["cpu_s"] - before.get(name, {"cpu_s": 0})["cpu_s"]
+        rows[name] = {"cpu_percent": round(used / wall_s * 100, 1),
+                      "ms_per_lifecycle": round(used * 1000 / lifecycles, 2) if lifecycles else None,
+                      "rss_mb": after[name]["rss_mb"]}
+    rows = dict(sorted(rows.items(), key=lambda item: -(item[1]["ms_per_lifecycle"] or 0)))
+    total = round(sum(r["ms_per_lifecycle"] or 0 for r in rows.values()), 2)
+    return {"per_process": rows, "total_ms_per_lifecycle": total}
+
+
+async def run_phase(settings: CommonSettings, r, members, watcher, *, concurrency: int, seconds: float,
+                    rate: float | None = None) -> dict:
+    before, own_before, started = process_stats(settings), own_cpu_s(), time.monotonic()
+    memory_before = r.info("memory")["used_memory"]
+    result = await load(settings, members, concurrency, seconds, watcher, rate=rate)
+    after, own_after, wall = process_stats(settings), own_cpu_s(), time.monotonic() - started
+    result["cpu"] = cpu_table(before, after, wall, result["lifecycles_completed"])
+    result["load_generator_cpu_ms_per_lifecycle"] = (round((own_after - own_before) * 1000
+                                                           / result["lifecycles_completed"], 2)
+                                                     if result["lifecycles_completed"] else None)
+    result["redis_bytes_per_prescription"] = round((r.info("memory")["used_memory"] - memory_before)
+                                                   / max(result["lifecycles_started_dispensed"], 1))
+    return result
+
+
+def public(result: dict) -> dict:
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+def p99(run: dict, rpc: str) -> float | None:
+    return run["rpc_latency"].get(rpc, {}).get("p99_ms")
+
+
+def targets(report: dict) -> list[dict]:
+    """Issue 15's targets against this report: each with what was measured and whether it is met."""
+    sustained, runs, events = report["runs"]["max"], report["runs"], report["events"]
+    half = runs.get("half_10k")
+    rows = [("CPU per complete lifecycle, every process (ms)", 8, sustained["cpu"]["total_ms_per_lifecycle"], "<="),
+            ("lifecycles per second sustained", 200, sustained["lifecycles_per_s_sustained"], ">="),
+            ("events lost", 0, events["dispense_events_lost"] + events["claims_not_adjudicated"], "<="),
+            ("events duplicated", 0, events["dispense_events_duplicated"] + events["claims_adjudicated_twice"], "<="),
+            ("Redis bytes per live prescription", 2048, sustained["redis_bytes_per_prescription"], "<=")]
+    if half:
+        rows += [("lookup p99 at half load (ms)", 15, p99(half, "LookupPrescription"), "<="),
+                 ("dispense with quote p99 at half load (ms)", 50, p99(half, "DispensePrescription"), "<="),
+                 ("issue to visible at pharmacy p99 at half load (ms)", 100,
+                  half["issue_to_visible_at_pharmacy"]["p99_ms"], "<="),
+                 ("dispense to adjudicated p99 at half load (ms)", 500, half["dispense_to_adjudicated"]["p99_ms"], "<=")]
+    scale = report.get("scale") or {}
+    for rpc in ("LookupPrescription", "DispensePrescription"):
+        if rpc in scale.get("p99_change", {}):
+            rows.append((f"{rpc} p99 at 1M against 10k (change)", 0.20, scale["p99_change"][rpc], "<="))
+    out = []
+    for name, target, measured, sense in rows:
+        met = measured is not None and (measured <= target if sense == "<=" else measured >= target)
+        out.append({"target": name, "wanted": f"{sense} {target}", "measured": measured, "met": met})
+    return out
+
+
 async def main_async(args) -> dict:
     settings = CommonSettings.from_env()
     supervise("down")
     shutil.rmtree(settings.run_dir, ignore_errors=True)   # from nothing: the same start for every run
     supervise("up")
+    runs: dict[str, dict] = {}
     try:
-        members = import_members(members_for(args.concurrency, args.seconds))
+        # the sustained run, then two half-load runs
+        members = iter(import_members(members_for(args.concurrency, args.seconds * 2)))
         ceiling = await ceilings(settings, args.concurrency)
         r = redis.Redis.from_url(settings.redis_url_for("admin"))
         dispense_offsets = end_offsets(settings.kafka_access("admin"), DISPENSES)
         watcher = AdjudicationWatcher(settings)
         watcher.start()
-        memory_before, cpu_before = r.info("memory")["used_memory"], process_stats(settings)
-        result = await load(settings, iter(members), args.concurrency, args.seconds, watcher)
-        cpu_after = process_stats(settings)
-        memory_after = r.info("memory")["used_memory"]
+        runs["max"] = await run_phase(settings, r, members, watcher, concurrency=args.concurrency,
+                                      seconds=args.seconds)
+        keys_by_kind = inventory(r)
+        template = Template.take(r)
+        scale: dict = {"note": "stored prescriptions beyond the runs' own are copies of the sustained run's "
+                               "per-prescription Redis keys (bench/fill.py)"}
+        half_rate = max(1.0, round(runs["max"]["lifecycles_per_s_sustained"] / 2, 1))
+        next_copy = 1
+        for key, stored in (("half_10k", args.small), ("half_1m", args.large)):
+            if not stored:
+                continue
+            started = time.monotonic()
+            next_copy = fill(r, template, stored, first_copy=next_copy)
+            scale[key] = {"prescriptions_stored": count_prescriptions(r),
+                          "fill_s": round(time.monotonic() - started, 1),
+                          "redis_used_memory_mb": round(r.info("memory")["used_memory"] / 2**20, 1)}
+            runs[key] = await run_phase(settings, r, members, watcher, concurrency=args.concurrency,
+                                        seconds=args.seconds, rate=half_rate)
+        ghz = await asyncio.to_thread(ghz_report, settings, runs["max"]) if args.ghz else None
         watcher.stop.set()
-        checks = verify_events(settings, dispense_offsets, result["_accepted"], result["_claims"], watcher)
+        accepted = set().union(*(run["_accepted"] for run in runs.values()))
+        claims = set().union(*(run["_claims"] for run in runs.values()))
+        checks = verify_events(settings, dispense_offsets, accepted, claims, watcher)
     finally:
         supervise("down")
-    window = result["duration_s"]
-    processes = {name: {"cpu_percent": round((cpu_after[name]["cpu_s"] - cpu_before.get(name, {"cpu_s": 0})["cpu_s"])
-                                             / window * 100, 1), "rss_mb": cpu_after[name]["rss_mb"]}
-                 for name in cpu_after}
-    issued = max(result["lifecycles_started_dispensed"], 1)
+    if "half_10k" in runs and "half_1m" in runs:
+        scale["p99_change"] = {rpc: round(p99(runs["half_1m"], rpc) / p99(runs["half_10k"], rpc) - 1, 3)
+                               for rpc in ("LookupPrescription", "DispensePrescription")
+                               if p99(runs["half_1m"], rpc) and p99(runs["half_10k"], rpc)}
     report = {
         "when": utc_now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "conditions": f"everything on one machine ({os.cpu_count()} cores): Kafka (1 broker, 512 MB heap), Redis "
                       f"(AOF everysec), 3 services, 3 relays, 3 Faust workers and this load generator; "
-                      f"{args.concurrency} concurrent lifecycles for {args.seconds} s; "
+                      f"the sustained maximum with {args.concurrency} concurrent lifecycles for {args.seconds} s, "
+                      f"then {args.seconds} s at half of it (open loop) with {args.small:,} and with "
+                      f"{args.large:,} prescriptions stored, then ghz; "
                       + ("TLS on gRPC, Kafka SASL_SSL (SCRAM) with ACLs, Redis ACL users, audit trail on"
                          if settings.pki.enabled else "PLAINTEXT (EPRX_PLAINTEXT_DEV=1): no TLS, SASL or ACLs"),
         "ceiling": ceiling,
-        "load": {k: v for k, v in result.items() if not k.startswith("_")},
+        "load": public(runs["max"]),
+        "runs": {key: public(run) for key, run in runs.items()},
         "events": checks,
-        "processes": processes,
-        "redis_bytes_per_prescription": round((memory_after - memory_before) / issued),
+        "processes": runs["max"]["cpu"]["per_process"],
+        "redis_bytes_per_prescription": runs["max"]["redis_bytes_per_prescription"],
+        # Where they go: every key after the sustained run, by kind (bench/redis_inventory.py).
+        "redis_keys_by_kind": {kind: {**row, "bytes_per_prescription":
+                                      round(row["bytes"] / max(runs["max"]["lifecycles_started_dispensed"], 1))}
+                               for kind, row in keys_by_kind.items()},
+        "scale": scale,
+        "ghz": ghz,
     }
     report["ratios"] = {
         "lifecycles_vs_grpc_noop": round(report["load"]["lifecycles_per_s_sustained"] / ceiling["grpc_noop_per_s"], 4),
@@ -328,27 +501,51 @@ async def main_async(args) -> dict:
         "lifecycles_vs_kafka_produce": round(report["load"]["lifecycles_per_s_sustained"]
                                              / ceiling["kafka_produce_1kb_acks_all_per_s"], 4),
     }
+    report["targets"] = targets(report)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     (out / f"{stamp}.json").write_text(json.dumps(report, indent=2))
-    chart(result, out / f"{stamp}.png")
+    chart(report, runs["max"], out / f"{stamp}.png")
     report["files"] = [str(out / f"{stamp}.json"), str(out / f"{stamp}.png")]
     return report
+
+
+def ghz_report(settings: CommonSettings, sustained: dict) -> dict:
+    if not ghz_curves.available():
+        return {"skipped": f"ghz not built ({ghz_curves.GHZ}); `make ghz` builds it"}
+    tokens = load_tokens(settings.credentials_file.parent / "tokens.json")
+    code, card = sustained["_sample"]
+    targets_ = (
+        ghz_curves.Target("LookupPrescription", "eprescription.pharmacy.v1.PharmacyService.LookupPrescription",
+                          "eprescription/pharmacy/v1/pharmacy.proto", f"127.0.0.1:{settings.ports.pharmacy}",
+                          {"code": code}, tokens["pharmacy-b"]),
+        ghz_curves.Target("CheckEligibility", "eprescription.insurance.v1.InsuranceService.CheckEligibility",
+                          "eprescription/insurance/v1/insurance.proto", f"127.0.0.1:{settings.ports.insurance}",
+                          {"card_identifier": card, "facility_code": "01001"}, tokens["pharmacy-a"]))
+    return {t.name: ghz_curves.curve(t, settings.pki.ca_file) for t in targets_}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", 32)))
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 60)))
+    parser.add_argument("--small", type=int, default=int(os.environ.get("BENCH_SMALL", 10_000)),
+                        help="prescriptions stored for the first half-load run (0: no such run)")
+    parser.add_argument("--large", type=int, default=int(os.environ.get("BENCH_LARGE", 1_000_000)),
+                        help="prescriptions stored for the second half-load run (0: no such run)")
+    parser.add_argument("--no-ghz", dest="ghz", action="store_false", help="skip ghz's latency curves")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     print(json.dumps(report, indent=2))
-    if report["load"]["ended_early"]:
-        print(f"bench: asked for {args.seconds:.0f} s, ran {report['load']['duration_s']} s: "
-              f"{report['load']['ended_early']}", file=sys.stderr)
-        return 1
-    return 0
+    short = {key: run["ended_early"] for key, run in report["runs"].items() if run["ended_early"]}
+    for key, why in short.items():
+        print(f"bench: run {key} asked for {args.seconds:.0f} s, ran {report['runs'][key]['duration_s']} s: {why}",
+              file=sys.stderr)
+    for row in report["targets"]:
+        print(f"bench: {'met   ' if row['met'] else 'MISSED'} {row['target']}: {row['measured']} (wanted "
+              f"{row['wanted']})", file=sys.stderr)
+    return 1 if short else 0
 
 
 if __name__ == "__main__":
