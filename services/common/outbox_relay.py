@@ -43,7 +43,8 @@ def kafka_producer(bootstrap, client_id: str) -> KafkaProducer:
 class OutboxRelay:
     def __init__(self, redis_client: redis.Redis, producer: KafkaProducer, layout: OutboxLayout, *,
                  owner: str, batch_size: int = 500, lease_ms: int = 15_000, idle_block_ms: int = 250,
-                 crash_point: CrashPoints | None = None, heartbeat: Heartbeat | None = None, replicas: int = 0):
+                 crash_point: CrashPoints | None = None, heartbeat: Heartbeat | None = None, replicas: int = 0,
+                 gather_ms: int = 0):
         self._redis = redis_client
         self._cluster = isinstance(redis_client, redis.RedisCluster)
         self._replicas = replicas
@@ -53,6 +54,7 @@ class OutboxRelay:
         self._batch = batch_size
         self._lease_ms = lease_ms
         self._block_ms = idle_block_ms
+        self._gather_s = gather_ms / 1000
         self._lease = redis_client.register_script(lua(__file__, "lease_renew_or_take"))
         self._release = redis_client.register_script(lua(__file__, "lease_release"))
         self._trim = redis_client.register_script(lua(__file__, "trim_if_held"))
@@ -129,6 +131,12 @@ class OutboxRelay:
         batches = self._read(shards)
         if not batches:
             return 0
+        if self._gather_s and sum(map(len, batches.values())) < self._batch:
+            # A round costs the same Redis round trips and Kafka request for one entry as for
+            # hundreds: what arrives in the next few milliseconds goes with it. Streams are read
+            # from their start, so the second read holds the first one's entries and the newer.
+            time.sleep(self._gather_s)
+            batches = self._read(shards) or batches
         self._crash_point("relay.before_produce")
         # Fencing: what was read is shipped only if the lease is still ours now (a relay paused
         # between its read and its send finds it taken and ships nothing), and trimmed only if
@@ -282,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                         OutboxLayout(args.service, settings.outbox_shards), owner=owner,
                         crash_point=CrashPoints(settings.crash_at),
                         heartbeat=Heartbeat(heartbeat_path(settings, f"{args.service}-relay")),
-                        replicas=settings.redis_replicas_to_wait)
+                        replicas=settings.redis_replicas_to_wait, gather_ms=settings.relay_gather_ms)
     relay.run(stop)
 
 

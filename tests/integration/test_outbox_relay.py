@@ -1,6 +1,7 @@
 """The outbox relay against the real Redis and Kafka, including SIGKILL at the worst moments."""
 import signal
 import subprocess
+import threading
 import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -260,3 +261,45 @@ async def test_a_relay_that_lost_its_lease_after_sending_trims_nothing(settings,
     shipped = shipped_ids(settings, topic, 40)
     assert shipped == expected + expected                         # at least once: duplicates, by event id
     assert list(dict.fromkeys(shipped)) == expected               # de-duplicated: each once, in order
+
+
+def _add_entry(redis_sync, layout, shard, record):
+    redis_sync.xadd(layout.stream(shard), {"event_id": record.event_id, "topic": record.topic, "key": record.key,
+                                           "headers": encode_headers(record.headers), "value": record.value})
+
+
+@pytest.mark.parametrize("gather_ms, rounds_expected", [(400, 1), (0, 2)])
+def test_what_arrives_while_a_relay_gathers_ships_in_the_same_round(settings, redis_sync, make_topic, gather_ms,
+                                                                   rounds_expected):
+    """A relay that found an entry waits gather_ms for more before its Redis round trips and its
+    Kafka request (issue 15): an entry written meanwhile goes in the same round, in order;
+    without gathering it waits for the next round."""
+    topic = make_topic("gather")
+    layout = OutboxLayout(f"t{uuid.uuid4().hex[:8]}", settings.outbox_shards)
+    key = f"01234{uuid.uuid4().hex[:7]}-c"
+    shard = layout.shard_of(key)
+    first, first_record = envelope_record(topic, key, "first")
+    second, second_record = envelope_record(topic, key, "second")
+    relay = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "test-relay"), layout,
+                        owner=f"test-{uuid.uuid4().hex[:6]}", idle_block_ms=50, gather_ms=gather_ms)
+    relay.owned_shards()
+    _add_entry(redis_sync, layout, shard, first_record)
+    reading = threading.Event()
+    real_read = relay._read
+
+    def read_and_signal(shards):
+        answer = real_read(shards)
+        reading.set()
+        return answer
+    relay._read = read_and_signal
+    writer = threading.Thread(target=lambda: reading.wait(5) and _add_entry(redis_sync, layout, shard, second_record))
+    writer.start()
+    shipped_first_round = relay.run_once()
+    writer.join()
+    rounds = 1
+    while redis_sync.xlen(layout.stream(shard)):
+        relay.run_once()
+        rounds += 1
+    assert (shipped_first_round, rounds) == ((2, 1) if rounds_expected == 1 else (1, 2))
+    shipped = [decode(r.value).event_id for r in read_topic(settings.kafka_access("admin"), topic, at_least=2)]
+    assert shipped == [first.event_id, second.event_id]

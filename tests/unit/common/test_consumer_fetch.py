@@ -1,0 +1,28 @@
+"""A worker's Kafka consumer fetches in batches (issue 15): it asks the broker to wait up to
+EPRX_FETCH_WAIT_MS for EPRX_FETCH_MIN_BYTES instead of answering with any single record, which
+is what Faust asks for (aiokafka's default, fetch_min_bytes 1)."""
+import faust.transport.drivers.aiokafka as faust_aiokafka
+
+from services.common.config import CommonSettings
+from services.common.streams import create_app
+
+
+async def test_the_worker_consumer_waits_for_a_fuller_fetch(monkeypatch, tmp_path):
+    monkeypatch.setenv("EPRX_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("EPRX_PLAINTEXT_DEV", "1")
+    monkeypatch.setenv("EPRX_FETCH_WAIT_MS", "25")
+    monkeypatch.setenv("EPRX_FETCH_MIN_BYTES", "12345")
+    settings = CommonSettings.from_env()
+    app = create_app("unit-fetch", settings)
+    thread = faust_aiokafka.AIOKafkaConsumerThread(app.consumer)
+    consumer = thread._create_worker_consumer(app.transport)
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (12345, 25)
+    # the rest is Faust's own choice, untouched
+    assert consumer._max_partition_fetch_bytes == app.conf.consumer_max_fetch_size
+
+
+def test_the_settings_refuse_a_wait_past_faust_s_own():
+    import pytest
+    from services.common.config import ConfigError
+    with pytest.raises(ConfigError):
+        CommonSettings.from_env({"EPRX_FETCH_WAIT_MS": "5000"})
