@@ -14,6 +14,7 @@ import faust
 import faust.streams as faust_streams
 import faust.transport.consumer as faust_consumer
 import faust.transport.drivers.aiokafka as faust_aiokafka
+import faust.worker as faust_worker
 import mode.utils.queues as mode_queues
 import redis.exceptions
 import structlog
@@ -239,6 +240,17 @@ def _worker_consumer_fetching_in_batches(self, transport):
 
 
 faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _worker_consumer_fetching_in_batches
+
+
+def _no_spinner_handler(self, logger, level) -> None:
+    """Faust's Worker, at any level from WARN up, puts a terminal spinner's handler on the root
+    logger and lowers the root logger to DEBUG so that every line turns the spinner: every
+    debug call of aiokafka and Faust (several per request and per record) then builds a log
+    record that the real handler throws away (issue 15's profile of the workers). Our workers
+    have no terminal: no spinner handler, and the root logger keeps its level."""
+
+
+faust_worker.Worker._setup_spinner_handler = _no_spinner_handler
 
 
 class Deduplicator(Protocol):

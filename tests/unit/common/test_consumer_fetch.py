@@ -26,3 +26,20 @@ def test_the_settings_refuse_a_wait_past_faust_s_own():
     from services.common.config import ConfigError
     with pytest.raises(ConfigError):
         CommonSettings.from_env({"EPRX_FETCH_WAIT_MS": "5000"})
+
+
+def test_a_worker_leaves_the_root_logger_at_its_level():
+    """Faust's spinner would lower the root logger to DEBUG: every aiokafka debug call would
+    build a record for nothing (services/common/streams.py)."""
+    import logging
+    from types import SimpleNamespace
+
+    import faust.worker
+
+    import services.common.streams  # noqa: F401  (installs the patch)
+    logger = logging.getLogger("unit-spinner")
+    logger.addHandler(logging.NullHandler())
+    logger.setLevel(logging.WARNING)
+    faust.worker.Worker._setup_spinner_handler(SimpleNamespace(spinner=object()), logger, logging.WARNING)
+    assert logger.level == logging.WARNING
+    assert len(logger.handlers) == 1
