@@ -121,6 +121,8 @@ class CommonSettings:
     profile_dir: Path | None = None  # where a gRPC service writes cProfile stats on stop (benchmarks)
     metrics_port: int = 0           # Prometheus /metrics of this process; 0: not served
     producer_linger_ms: int = 5     # how long a worker's producer waits to batch records into one request
+    retention_days: int = 7         # Redis keeps a prescription's live state this long after it can no longer
+                                    # be dispensed or reversed (the topics keep the history)
     relay_gather_ms: int = 10       # how long a relay waits after its first entry for more to ship with it
     fetch_wait_ms: int = 10         # how long the broker may hold a worker's fetch to gather fetch_min_bytes
     fetch_min_bytes: int = 65536    # what a worker's fetch waits for (or fetch_wait_ms), instead of any record
@@ -224,6 +226,7 @@ class CommonSettings:
             health_port=env.integer("HEALTH_PORT", 0, minimum=0, maximum=65535),
             access_log_every=env.integer("ACCESS_LOG_EVERY", 100, minimum=1, maximum=1_000_000),
             producer_linger_ms=env.integer("PRODUCER_LINGER_MS", 5, minimum=0, maximum=1000),
+            retention_days=env.integer("RETENTION_DAYS", 7, minimum=1, maximum=3650),
             relay_gather_ms=env.integer("RELAY_GATHER_MS", 10, minimum=0, maximum=1000),
             fetch_wait_ms=env.integer("FETCH_WAIT_MS", 10, minimum=0, maximum=1500),
             fetch_min_bytes=env.integer("FETCH_MIN_BYTES", 65536, minimum=1, maximum=50 * 2**20),

@@ -1,7 +1,7 @@
 """Wires the pharmacy service's adapters into its handlers."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from services.common import signatures
@@ -25,7 +25,8 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     client = None
     if store is None:
         client = redis_client or connect(settings.common, "pharmacy")
-        store = RedisLedgerStore(client, settings.common.outbox_shards)
+        store = RedisLedgerStore(client, settings.common.outbox_shards,
+                                 timedelta(days=settings.common.retention_days))
     own_insurance = insurance is None
     if own_insurance:
         insurance = InsuranceClient(settings.insurance_address, settings.insurance_token,

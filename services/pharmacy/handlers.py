@@ -109,7 +109,7 @@ class Pharmacy:
         if not rx.replaces_code:
             await store.open_ledger(rx)
         else:
-            closed = await self._close(rx.replaces_code, "replaced", rx.code)
+            closed = await self._close(rx.replaces_code, "replaced", rx.code, event.at)
             if closed is None:
                 await store.open_ledger(rx, settled=False)
             else:
@@ -117,10 +117,12 @@ class Pharmacy:
         await self._settled(rx.code)
 
     async def on_prescription_closed(self, event: PrescriptionClosed) -> None:
-        await self._close(event.code, event.status, event.successor)
+        await self._close(event.code, event.status, event.successor, event.at)
 
-    async def _close(self, code: str, status: str, successor: str = ""):
-        closed = await self.deps.store.close_ledger(code, status, successor)
+    async def _close(self, code: str, status: str, successor: str = "", at: datetime | None = None):
+        """`at`: when it was closed (the event's time, so that a replay finds the same); the
+        ledger is kept live for the retention after it (adapters/lua/keep_live.lua)."""
+        closed = await self.deps.store.close_ledger(code, status, successor, at or self.deps.clock())
         if closed is not None and await self.deps.store.announce(DispensingClosed(closed, self.deps.clock())):
             log.info("ledger.closed", code=code, status=closed.status, successor=closed.successor,
                      dispensed=sum(closed.dispensed.values()))

@@ -2,7 +2,7 @@
 and the in-memory one in tests/support pass the same contract tests."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from services.pharmacy.domain.dispensing import DispenseOutcome, DispensePlan, ReversalPlan, ReverseOutcome
@@ -29,7 +29,8 @@ class LedgerStore(Protocol):
         unsettled ledger (its predecessor's count is not known yet) sells nothing until
         `activate`d."""
 
-    async def close_ledger(self, code: str, status: str, successor: str = "") -> Closed | None:
+    async def close_ledger(self, code: str, status: str, successor: str = "",
+                           closed_at: datetime | None = None) -> Closed | None:
         """Final: no sale under the code is accepted after it; the first final status and
         successor win. What was dispensed, or None while the ledger is unsettled (never
         opened, or awaiting its own predecessor's count)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import structlog
 
@@ -23,8 +23,10 @@ from services.common.progress import Progress
 from services.common.topic_reader import read_to_end, topic_size
 from services.common.topics import CLAIMS, DISPENSES, PRESCRIPTIONS
 from services.pharmacy.adapters.events import decode_prescription_event
-from services.pharmacy.adapters.redis_store import receipt_json, record_json
+from services.kernel.calendar import utc_now
+from services.pharmacy.adapters.redis_store import receipt_json, record_json, window_end_ms
 from services.pharmacy.domain import dispensing
+from services.pharmacy.domain.dispensing import REVERSAL_WINDOW
 from services.pharmacy.domain.events import PrescriptionClosed, PrescriptionIssued
 from services.pharmacy.domain.model import (Closed, DispenseRecord, Prescription, Receipt, ReceiptLine,
                                             SoldLine)
@@ -50,6 +52,7 @@ class CodeHistory:
     """What the topics say of one code."""
     prescription: Prescription | None = None
     closed: tuple[str, str] | None = None          # (status, successor)
+    closed_at: datetime | None = None               # when (its event's time), if known
     events: list = field(default_factory=list)      # ("sale", Sale) | ("reversal", dispense id, lines, at), in order
     announced: bool = False
     closed_counts: dict[int, int] | None = None     # DispensingClosed: what was dispensed under it when it closed
@@ -66,6 +69,7 @@ class LedgerImage:
     announced: bool
     sales: list[Sale]
     snapshots: dict[str, dict[int, int]]            # dispense id -> remaining just after it
+    closed_at: datetime | None = None
 
 
 def histories(prescription_envelopes, dispense_envelopes) -> dict[str, CodeHistory]:
@@ -80,11 +84,12 @@ def histories(prescription_envelopes, dispense_envelopes) -> dict[str, CodeHisto
             rx = event.prescription
             found.setdefault(rx.code, CodeHistory()).prescription = rx
             if rx.replaces_code:
-                found.setdefault(rx.replaces_code, CodeHistory()).closed = ("replaced", rx.code)
+                replaced = found.setdefault(rx.replaces_code, CodeHistory())
+                replaced.closed, replaced.closed_at = ("replaced", rx.code), event.at
         elif isinstance(event, PrescriptionClosed):
             history = found.setdefault(event.code, CodeHistory())
             if history.closed is None:   # the first final status wins, as in the ledger
-                history.closed = (event.status, event.successor)
+                history.closed, history.closed_at = (event.status, event.successor), event.at
     for envelope in dispense_envelopes:
         kind = envelope.WhichOneof("payload")
         payload = payload_of(envelope)
@@ -156,7 +161,7 @@ def images(found: dict[str, CodeHistory]) -> dict[str, LedgerImage]:
                     remaining[line_number] = remaining.get(line_number, 0) + quantity
         status, successor = history.closed or ("active" if settled else "awaiting", "")
         done[code] = LedgerImage(rx, status, successor, settled, carried, remaining, history.announced, sales,
-                                 snapshots)
+                                 snapshots, history.closed_at if history.closed else None)
         return done[code]
 
     for code in found:
@@ -164,18 +169,32 @@ def images(found: dict[str, CodeHistory]) -> dict[str, LedgerImage]:
     return done
 
 
-async def write(store, image: LedgerImage, members: dict[str, str]) -> None:
-    """Puts one ledger, its sales and its retry records in Redis (the ledger replaced whole)."""
+def live_until(image: LedgerImage, retention: timedelta) -> datetime:
+    """When Redis lets the ledger go (the rule of adapters/lua/keep_live.lua, which sets it)."""
+    window_end = datetime.fromtimestamp(window_end_ms(image.prescription.valid_until) / 1000, timezone.utc)
+    last_sale = max((sale.at for sale in image.sales), default=None)
+    return max(window_end, last_sale + REVERSAL_WINDOW if last_sale else window_end) + retention
+
+
+async def write(store, image: LedgerImage, members: dict[str, str], now: datetime) -> bool:
+    """Puts one ledger, its sales and its retry records in Redis (the ledger replaced whole),
+    with their expiry; a ledger whose live time has passed is not put back (False)."""
     rx, redis = image.prescription, store.redis
     ledger = store.ledger_key(rx.code)
     await redis.delete(ledger)
+    if live_until(image, store.retention) <= now:
+        return False
     await store.open_ledger(rx, image.carried, settled=image.settled)
     async with redis.pipeline(transaction=True) as pipe:
         fields = {f"r:{n}": q for n, q in image.remaining.items()}
         fields["status"] = image.status
         fields["successor"] = image.successor
+        deps = []
         if image.sales:
             fields["sales"] = "".join(f"{s.dispense_id} " for s in image.sales)
+            fields["last_sale_ms"] = max(int(s.at.timestamp() * 1000) for s in image.sales)
+        if image.closed_at is not None:
+            fields["closed_ms"] = int(image.closed_at.timestamp() * 1000)
         if image.announced:
             fields["announced"] = "1"
         pipe.hset(ledger, mapping=fields)
@@ -183,14 +202,20 @@ async def write(store, image: LedgerImage, members: dict[str, str]) -> None:
             record = DispenseRecord(sale.dispense_id, rx.code, sale.pharmacy, sale.at, sale.claim_id,
                                     members.get(sale.claim_id, ""), sale.lines)
             sale_key = store._sale_key(rx.code, sale.dispense_id)
+            deps.append(sale_key)
             pipe.hset(sale_key, mapping={"doc": record_json(record)})
             if sale.reversed_at is not None:
                 pipe.hset(sale_key, "reversed_at", sale.reversed_at.isoformat())
             if sale.idempotency_key:
-                pipe.hset(store._idem_key(rx.code, sale.pharmacy, sale.idempotency_key), mapping={
+                deps.append(store._idem_key(rx.code, sale.pharmacy, sale.idempotency_key))
+                pipe.hset(deps[-1], mapping={
                     "fp": sale.fingerprint, "receipt": receipt_json(sale.receipt),
                     "remaining": json.dumps({str(n): q for n, q in image.snapshots[sale.dispense_id].items()})})
+        if deps:
+            pipe.hset(ledger, "deps", json.dumps(deps))
         await pipe.execute()
+    await store.keep_live(rx.code)
+    return True
 
 
 def _envelopes(kafka, topic: str):
@@ -203,7 +228,8 @@ def _envelopes(kafka, topic: str):
                 continue
 
 
-async def rebuild(settings) -> dict[str, int]:
+async def rebuild(settings, now: datetime | None = None) -> dict[str, int]:
+    """`now`: the clock (a ledger past its live time is not put back); default the current time."""
     from services.common.redis_client import connect
     from services.pharmacy.adapters.redis_store import RedisLedgerStore
     kafka = settings.common.kafka_access("admin")
@@ -217,17 +243,19 @@ async def rebuild(settings) -> dict[str, int]:
     found = histories(_envelopes(kafka, PRESCRIPTIONS), _envelopes(kafka, DISPENSES))
     built = images(found)
     client = connect(settings.common, "pharmacy")
-    store = RedisLedgerStore(client, settings.common.outbox_shards)
+    store = RedisLedgerStore(client, settings.common.outbox_shards,
+                                 timedelta(days=settings.common.retention_days))
     try:
         with Progress("write ledgers", total=len(built)) as progress:
+            now, restored = now or utc_now(), 0
             for image in built.values():
-                await write(store, image, members)
+                restored += await write(store, image, members, now)
                 progress.advance()
     finally:
         await client.aclose()
     sales = sum(len(i.sales) for i in built.values())
-    log.info("ledgers.rebuilt", ledgers=len(built), sales=sales)
-    return {"ledgers": len(built), "sales": sales,
+    log.info("ledgers.rebuilt", ledgers=restored, past_their_live_time=len(built) - restored, sales=sales)
+    return {"ledgers": restored, "past_their_live_time": len(built) - restored, "sales": sales,
             "retry_records": sum(1 for i in built.values() for s in i.sales if s.idempotency_key)}
 
 

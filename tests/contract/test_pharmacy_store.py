@@ -31,7 +31,9 @@ DRUGS = {code: Drug(code, code, (), "", "", "oral", "", "tablet", "none", False,
 class RedisBackend:
     def __init__(self, client):
         self.client = client
-        self.store = RedisLedgerStore(client, shards=4)
+        # The cases' dates are fixed and Redis expires keys by its own clock: a retention long
+        # enough that no ledger here expires (expiry has its own tests: test_live_state_expiry.py).
+        self.store = RedisLedgerStore(client, shards=4, retention=timedelta(days=365 * 100))
 
     async def published(self) -> list[tuple[str, str]]:
         """(topic, key) of every event appended to the outbox, oldest first."""

@@ -377,5 +377,12 @@ async def test_a_ledger_rebuilt_from_the_topics_answers_the_same_retries_and_nev
                                        metadata=metadata)
             final = await stub.LookupPrescription(pb.LookupPrescriptionRequest(code=rx.code), metadata=metadata)
             assert final.lines[0].remaining == 70
+            # live state only: the rebuilt ledger, its sales and retry records expire together
+            store = RedisLedgerStore(client, settings.outbox_shards)
+            keys = [store.ledger_key(rx.code)] + [k for k in client.scan_iter(match="{pharmacy:*", count=1000)
+                                                  if rx.code.encode() in k or any(
+                                                      f.dispense_id.encode() in k for f in first)]
+            assert len(keys) >= 1 + 3 + 3 and len({client.pexpiretime(k) for k in keys}) == 1
+            assert client.pexpiretime(keys[0]) > 0
     finally:
         stop_process(replica)

@@ -34,7 +34,7 @@ class MemoryLedgerStore:
             self.settled.add(prescription.code)
         return True
 
-    async def close_ledger(self, code: str, status: str, successor: str = ""):
+    async def close_ledger(self, code: str, status: str, successor: str = "", closed_at=None):
         ledger = self.ledgers.get(code)
         if ledger is None:
             self.closed_early.setdefault(code, (status, successor))

@@ -2,6 +2,8 @@
 correlation id) and the prescription events it reads back to domain values."""
 from __future__ import annotations
 
+from datetime import timezone
+
 from google.protobuf.timestamp_pb2 import Timestamp
 from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
@@ -36,12 +38,14 @@ def decode_prescription_event(envelope: events_pb2.EventEnvelope
                               ) -> events.PrescriptionIssued | events.PrescriptionClosed | None:
     kind = envelope.WhichOneof("payload")
     payload = payload_of(envelope)
+    at = envelope.occurred_at.ToDatetime(tzinfo=timezone.utc) if envelope.HasField("occurred_at") else None
     if kind == "prescription_issued":
-        return events.PrescriptionIssued(prescription_of(payload.prescription.SerializeToString(deterministic=True)))
+        return events.PrescriptionIssued(prescription_of(payload.prescription.SerializeToString(deterministic=True)),
+                                         at)
     if kind == "prescription_replaced":
-        return events.PrescriptionClosed(payload.replaced_code, "replaced", payload.replacement.code)
+        return events.PrescriptionClosed(payload.replaced_code, "replaced", payload.replacement.code, at)
     if kind == "prescription_cancelled":
-        return events.PrescriptionClosed(payload.code, "cancelled")
+        return events.PrescriptionClosed(payload.code, "cancelled", at=at)
     return None
 
 

@@ -8,13 +8,14 @@ arguments as one JSON object and answer one; `_decode` reads every answer."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 
 from services.common.outbox import OutboxLayout, OutboxScript
 from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
 from services.pharmacy.adapters import events
-from services.pharmacy.domain.dispensing import (AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
+from services.kernel.calendar import VIETNAM
+from services.pharmacy.domain.dispensing import (REVERSAL_WINDOW, AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
                                                  DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,
                                                  ReverseOutcome, StateChanged)
 from services.pharmacy.domain.events import DispensingClosed
@@ -22,6 +23,22 @@ from services.pharmacy.domain.model import (Closed, DispenseRecord, Ledger, Prio
                                             ReceiptLine, SoldLine)
 
 SERVICE = "pharmacy"
+# How long a prescription's ledger, sales and retry records stay in Redis after it can no
+# longer be dispensed or reversed (lua/keep_live.lua); EPRX_RETENTION_DAYS.
+DEFAULT_RETENTION = timedelta(days=7)
+# A ledger closed before its issue arrived knows no window yet: kept this long after closing
+# (longer than any dispensing window, DOMAIN.md section 3), plus the retention.
+UNOPENED_LIFE = timedelta(days=90)
+KEEP_LIVE = lua(__file__, "keep_live")
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def window_end_ms(valid_until: date) -> int:
+    """The end of the last day of the window, in Vietnam (the next day's midnight there)."""
+    return _ms(datetime.combine(valid_until + timedelta(days=1), time(0), VIETNAM))
 
 
 def _text(value) -> str:
@@ -86,15 +103,20 @@ _REVERSE_OUTCOMES = {"reversed": Reversed, "already": AlreadyReversed, "missing"
 
 
 class RedisLedgerStore:
-    def __init__(self, redis, shards: int):
+    def __init__(self, redis, shards: int, retention: timedelta = DEFAULT_RETENTION):
         self.redis = redis
         self.layout = OutboxLayout(SERVICE, shards)
-        self._open = redis.register_script(lua(__file__, "open_ledger"))
-        self._close = redis.register_script(lua(__file__, "close_ledger"))
-        self._activate = redis.register_script(lua(__file__, "activate"))
+        self.retention = retention
+        self._t = {"retention_ms": int(retention.total_seconds() * 1000),
+                   "reversal_ms": int(REVERSAL_WINDOW.total_seconds() * 1000),
+                   "unopened_ms": int(UNOPENED_LIFE.total_seconds() * 1000)}
+        self._open = redis.register_script(KEEP_LIVE + lua(__file__, "open_ledger"))
+        self._close = redis.register_script(KEEP_LIVE + lua(__file__, "close_ledger"))
+        self._activate = redis.register_script(KEEP_LIVE + lua(__file__, "activate"))
         self._announce = OutboxScript(redis, lua(__file__, "announce_closed"))
-        self._dispense = OutboxScript(redis, lua(__file__, "dispense"))
-        self._reverse = OutboxScript(redis, lua(__file__, "reverse"))
+        self._dispense = OutboxScript(redis, KEEP_LIVE + lua(__file__, "dispense"))
+        self._reverse = OutboxScript(redis, KEEP_LIVE + lua(__file__, "reverse"))
+        self._keep_live = redis.register_script(KEEP_LIVE + "return keep_live(KEYS[1], cjson.decode(ARGV[1]))")
 
     def _shard(self, code: str) -> int:
         return self.layout.shard_of(code)
@@ -116,13 +138,16 @@ class RedisLedgerStore:
                   f"{l.batch_start.isoformat()}|{l.batch_end.isoformat()}" if l.batch_start else "",
                   carried.get(l.line_number, 0)]
                  for l in prescription.lines]
-        args = [json.dumps({"valid_until": prescription.valid_until.isoformat(), "settled": settled, "lines": lines}),
+        args = [json.dumps({"valid_until": prescription.valid_until.isoformat(), "settled": settled, "lines": lines,
+                            "valid_end_ms": window_end_ms(prescription.valid_until), "t": self._t}),
                 prescription.document]
         return bool(await self._open(keys=[self.ledger_key(prescription.code)], args=args))
 
-    async def close_ledger(self, code: str, status: str, successor: str = "") -> Closed | None:
-        answer = _decode(await self._close(keys=[self.ledger_key(code)],
-                                           args=[json.dumps({"status": status, "successor": successor})]))
+    async def close_ledger(self, code: str, status: str, successor: str = "",
+                           closed_at: datetime | None = None) -> Closed | None:
+        closed_ms = _ms(closed_at or datetime.now(VIETNAM))
+        answer = _decode(await self._close(keys=[self.ledger_key(code)], args=[json.dumps(
+            {"status": status, "successor": successor, "closed_ms": closed_ms, "t": self._t})]))
         if answer["outcome"] != "closed":
             return None
         ledger = await self.ledger(code)
@@ -130,8 +155,13 @@ class RedisLedgerStore:
                       {int(k): int(v) for k, v in (answer["dispensed"] or {}).items()})
 
     async def activate(self, code: str, carried: dict[int, int]) -> bool:
-        args = json.dumps({"carried": [[n, q] for n, q in carried.items()]})
+        args = json.dumps({"carried": [[n, q] for n, q in carried.items()], "t": self._t})
         return bool(await self._activate(keys=[self.ledger_key(code)], args=[args]))
+
+    async def keep_live(self, code: str) -> int:
+        """Sets the expiry of the code's ledger and what goes with it from what the ledger holds
+        (lua/keep_live.lua; every script that changes a ledger does it too). Unix ms."""
+        return int(await self._keep_live(keys=[self.ledger_key(code)], args=[json.dumps(self._t)]))
 
     async def announce(self, event: DispensingClosed) -> bool:
         code = event.closed.prescription.code
@@ -161,8 +191,8 @@ class RedisLedgerStore:
                 self._sale_key(command.code, plan.receipt.dispense_id)]
         args = json.dumps({"fingerprint": command.fingerprint(), "receipt": receipt_json(plan.receipt),
                            "record": record_json(plan.record), "dispense_id": plan.receipt.dispense_id,
-                           "today": plan.today.isoformat(),
-                           "lines": [list(q) for q in plan.quantities]})
+                           "today": plan.today.isoformat(), "now_ms": _ms(plan.record.dispensed_at),
+                           "lines": [list(q) for q in plan.quantities], "t": self._t})
         reply = await self._dispense(keys, [args], [events.encode(e) for e in plan.events])
         return _dispense_outcome(_decode(reply))
 
@@ -185,6 +215,7 @@ class RedisLedgerStore:
         code = plan.record.code
         keys = [self.layout.stream(self._shard(code)), self.ledger_key(code),
                 self._sale_key(code, plan.record.dispense_id)]
-        args = json.dumps({"reversed_at": plan.reversed_at.isoformat(), "lines": [list(q) for q in plan.quantities]})
+        args = json.dumps({"reversed_at": plan.reversed_at.isoformat(), "lines": [list(q) for q in plan.quantities],
+                           "t": self._t})
         reply = await self._reverse(keys, [args], [events.encode(e) for e in plan.events])
         return _REVERSE_OUTCOMES[_decode(reply)["outcome"]]()

@@ -82,6 +82,7 @@ Event = (MedicationDispensed | ClaimSubmitted | ReimbursementRequested | Dispens
 @dataclass(frozen=True)
 class PrescriptionIssued:
     prescription: Prescription
+    at: datetime | None = None          # when it happened (the event's time; None: not known)
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,4 @@ class PrescriptionClosed:
     code: str
     status: str
     successor: str = ""
+    at: datetime | None = None          # when it happened (the event's time; None: not known)

@@ -3,7 +3,7 @@
 -- quantities, keeps the receipt under the key, keeps the sale's record and appends its events.
 -- Every check comes before the first write: Redis does not roll a script back.
 -- KEYS: outbox, ledger, idempotency record, sale record.
--- ARGV[1]: {fingerprint, receipt, record, dispense_id, today, lines = {{line, quantity}}}; then the events
+-- ARGV[1]: {fingerprint, receipt, record, dispense_id, today, now_ms, lines = {{line, quantity}}, t}; then the events
 -- (outbox prelude). The ledger's `sales` field lists the code's sales, oldest first.
 -- Returns a JSON outcome: applied | duplicate | refused | missing.
 local outbox, ledger, idem, sale = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -52,5 +52,8 @@ local remaining = cjson.encode(after)
 redis.call('HSET', sale, 'doc', a.record)
 redis.call('HSET', ledger, 'sales', (redis.call('HGET', ledger, 'sales') or '') .. a.dispense_id .. ' ')
 redis.call('HSET', idem, 'fp', a.fingerprint, 'receipt', a.receipt, 'remaining', remaining)
+redis.call('HSET', ledger, 'last_sale_ms', a.now_ms)
+add_deps(ledger, {sale, idem})
+keep_live(ledger, a.t)
 outbox_append(outbox)
 return cjson.encode({outcome = 'applied', remaining = remaining})

@@ -1,0 +1,146 @@
+"""Redis holds live state only (ARCHITECTURE.md, issue 15): a prescription's ledger, its sales
+and their retry records expire together, the retention after the later of the end of its
+validity window and its last sale's reversal window; closing it or selling it out does not make
+that sooner (a replayed issue would open it afresh: services/pharmacy/adapters/lua/keep_live.lua).
+Redis expires by its own clock, so the dates here are relative to now."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from eprescription.common.v1 import common_pb2
+
+from services.common import dates
+from services.kernel.calendar import VIETNAM
+from services.pharmacy.adapters.events import prescription_of
+from services.pharmacy.adapters.redis_store import UNOPENED_LIFE, RedisLedgerStore, window_end_ms
+from services.pharmacy.domain import dispensing
+from services.pharmacy.domain.commands import DispenseMedication, ReverseDispense
+from services.pharmacy.domain.dispensing import REVERSAL_WINDOW, Applied, Reversed
+from services.pharmacy.domain.model import SoldLine
+from services.pharmacy.rebuild import LedgerImage, Sale, live_until
+from services.kernel.drugs import Drug
+from tests.support import empty_redis_database
+
+DB = 6
+RETENTION = timedelta(days=7)
+DRUGS = {code: Drug(code, code, (), "", "", "oral", "", "tablet", "none", False, False, True, 80, 1000)
+         for code in ("A", "B")}
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def prescription(valid_days: int):
+    valid_until = (datetime.now(VIETNAM) + timedelta(days=valid_days)).date()
+    rx = common_pb2.Prescription(code=f"01001{uuid.uuid4().hex[:7]}-c", facility_code="01001",
+                                 valid_until=dates.to_proto(valid_until))
+    rx.patient.identifier.citizen_id = "001203004567"
+    rx.lines.add(line_number=1, drug_code="A", quantity=20)
+    rx.lines.add(line_number=2, drug_code="B", quantity=10)
+    return prescription_of(rx.SerializeToString(deterministic=True))
+
+
+async def sell(store, rx, now, *lines):
+    cmd = DispenseMedication(rx.code, "pharmacy-a", str(uuid.uuid4()), None,
+                             tuple(SoldLine(n, d, q, 1000, False) for n, d, q in lines))
+    checked = dispensing.check_dispense(cmd, await store.ledger(rx.code), drugs=DRUGS, signature_valid=True, now=now)
+    plan = dispensing.plan_dispense(checked, None, dispense_token=uuid.uuid4().hex, claim_token=uuid.uuid4().hex)
+    assert isinstance(await store.dispense(plan), Applied)
+    return plan, cmd
+
+
+async def expiries(client, store, rx, plan, cmd) -> set[int]:
+    """The expiry (Unix ms) of the ledger, the sale and its retry record."""
+    keys = [store.ledger_key(rx.code), store._sale_key(rx.code, plan.receipt.dispense_id),
+            store._idem_key(rx.code, cmd.pharmacy, cmd.idempotency_key)]
+    return {await client.pexpiretime(k) for k in keys}
+
+
+async def test_an_open_ledger_lives_until_its_window_ends_plus_the_retention():
+    async with empty_redis_database(DB) as client:
+        store, rx = RedisLedgerStore(client, shards=4, retention=RETENTION), prescription(5)
+        await store.open_ledger(rx)
+        assert await client.pexpiretime(store.ledger_key(rx.code)) == window_end_ms(rx.valid_until) + ms_of(RETENTION)
+
+
+async def test_a_partial_sale_keeps_the_window_and_its_keys_go_with_the_ledger():
+    async with empty_redis_database(DB) as client:
+        store, rx = RedisLedgerStore(client, shards=4, retention=RETENTION), prescription(5)
+        await store.open_ledger(rx)
+        now = datetime.now(timezone.utc)
+        plan, cmd = await sell(store, rx, now, (1, "A", 5))
+        assert await expiries(client, store, rx, plan, cmd) == {window_end_ms(rx.valid_until) + ms_of(RETENTION)}
+
+
+async def test_neither_selling_out_nor_cancelling_brings_the_expiry_sooner():
+    async with empty_redis_database(DB) as client:
+        store, rx = RedisLedgerStore(client, shards=4, retention=RETENTION), prescription(20)
+        await store.open_ledger(rx)
+        now = datetime.now(timezone.utc)
+        plan, cmd = await sell(store, rx, now, (1, "A", 20), (2, "B", 10))
+        window = window_end_ms(rx.valid_until) + ms_of(RETENTION)
+        assert await expiries(client, store, rx, plan, cmd) == {window}
+        await store.close_ledger(rx.code, "cancelled", closed_at=now + timedelta(hours=2))
+        assert await expiries(client, store, rx, plan, cmd) == {window}
+
+
+async def test_a_sale_on_the_last_day_keeps_everything_until_its_reversal_window_ends():
+    async with empty_redis_database(DB) as client:
+        store, rx = RedisLedgerStore(client, shards=4, retention=RETENTION), prescription(0)
+        await store.open_ledger(rx)
+        now = datetime.now(timezone.utc)
+        first, first_cmd = await sell(store, rx, now - timedelta(minutes=1), (1, "A", 5))
+        second, second_cmd = await sell(store, rx, now, (2, "B", 5))
+        at = ms(second.record.dispensed_at + REVERSAL_WINDOW + RETENTION)
+        assert at > window_end_ms(rx.valid_until) + ms_of(RETENTION)
+        # the earlier sale and its retry record follow the ledger: none is gone before another
+        assert await expiries(client, store, rx, first, first_cmd) == {at}
+        assert await expiries(client, store, rx, second, second_cmd) == {at}
+
+        record = await store.dispense_record(rx.code, first.receipt.dispense_id)
+        reversal = dispensing.plan_reversal(ReverseDispense(first.receipt.dispense_id, "pharmacy-a", "typo"),
+                                            record, now + timedelta(minutes=5))
+        assert isinstance(await store.reverse(reversal), Reversed)
+        assert await expiries(client, store, rx, first, first_cmd) == {at}
+
+
+async def test_a_ledger_closed_before_its_issue_keeps_its_closing_until_the_issue_comes():
+    async with empty_redis_database(DB) as client:
+        store, rx = RedisLedgerStore(client, shards=4, retention=RETENTION), prescription(20)
+        now = datetime.now(timezone.utc)
+        await store.close_ledger(rx.code, "replaced", "01001zzzzzzz-c", closed_at=now - timedelta(days=30))
+        assert await client.pexpiretime(store.ledger_key(rx.code)) == ms(now - timedelta(days=30)
+                                                                           + UNOPENED_LIFE + RETENTION)
+        await store.open_ledger(rx)
+        ledger = await store.ledger(rx.code)
+        assert ledger.recorded_status == "replaced"                        # the issue did not reopen it
+        assert await client.pexpiretime(store.ledger_key(rx.code)) == window_end_ms(rx.valid_until) + ms_of(RETENTION)
+
+
+async def test_a_replayed_prescription_long_past_its_live_time_is_not_kept():
+    """A rebuild or a late redelivery of an old issue event does not bring a dead ledger back."""
+    async with empty_redis_database(DB) as client:
+        store, rx = RedisLedgerStore(client, shards=4, retention=RETENTION), prescription(-30)
+        await store.open_ledger(rx)
+        assert await store.ledger(rx.code) is None
+        assert await client.exists(store.ledger_key(rx.code)) == 0
+
+
+def test_the_rebuild_puts_back_only_ledgers_still_live_by_the_same_rule():
+    now = datetime.now(timezone.utc)
+    rx = prescription(5)
+    image = LedgerImage(rx, "active", "", True, {}, {1: 20, 2: 10}, False, [], {})
+    assert live_until(image, RETENTION) == datetime.fromtimestamp(window_end_ms(rx.valid_until) / 1000,
+                                                                  timezone.utc) + RETENTION
+    last_day = prescription(0)
+    sale = Sale("d1", "pharmacy-a", now, "c1", (), "", "", None)
+    sold = LedgerImage(last_day, "active", "", True, {}, {1: 0, 2: 0}, False, [sale], {})
+    assert live_until(sold, RETENTION) == sale.at + REVERSAL_WINDOW + RETENTION
+    old = LedgerImage(prescription(-8), "cancelled", "", True, {}, {1: 20, 2: 10}, False, [], {})
+    assert live_until(old, RETENTION) < now
+
+
+def ms_of(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)
