@@ -1,7 +1,7 @@
 """Wires the prescribing service's adapters into its handlers."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from services.common import signatures
@@ -29,7 +29,8 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     client = None
     if store is None:
         client = redis_client or connect(settings.common, "prescribing")
-        store = RedisPrescriptionStore(client, settings.common.outbox_shards)
+        store = RedisPrescriptionStore(client, settings.common.outbox_shards,
+                                       timedelta(days=settings.common.retention_days))
     handlers = Prescribing(Dependencies(store=store, ref=ref, signer=Signer(keys), clock=clock,
                                         protected=load_protected(settings.reference_dir),
                                         icd_valid=reference_data.icd10_is_valid))

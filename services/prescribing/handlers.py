@@ -222,7 +222,7 @@ class Prescribing:
         if stored is None:
             raise ValueError(f"event for unknown prescription {code}")
         await self.deps.store.put_medications(stored.prescription.patient_key, self._entries(stored),
-                                              stored.version)
+                                              stored.version, self.deps.clock())
 
     # Helpers
 

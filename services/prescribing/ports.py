@@ -2,6 +2,7 @@
 one in tests/support pass the same contract tests (tests/contract/test_prescribing_store.py)."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from services.prescribing.domain.events import Event
@@ -38,7 +39,8 @@ class PrescriptionStore(Protocol):
     async def close_dispensing(self, code: str, dispensed: dict[int, int]) -> bool:
         """Records the pharmacies' final count under a closed code; False for an unknown code."""
 
-    async def put_medications(self, patient_key: str, meds: list[ActiveMedication], version: int) -> None:
+    async def put_medications(self, patient_key: str, meds: list[ActiveMedication], version: int,
+                              now: datetime | None = None) -> None:
         """Writes each entry unless the list already holds it at a newer version."""
 
     async def medications(self, patient_key: str) -> list[ActiveMedication]: ...

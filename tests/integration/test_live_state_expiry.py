@@ -144,3 +144,62 @@ def test_the_rebuild_puts_back_only_ledgers_still_live_by_the_same_rule():
 
 def ms_of(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1000)
+
+
+# The prescribing service: a prescription's record, its issue request's retry record and the
+# dispenses applied to it go a retention after its window and a last sale's reversal window.
+
+async def test_a_prescription_and_what_goes_with_it_expire_together_in_prescribing():
+    from eprescription.prescribing.v1 import prescribing_pb2 as pb
+
+    from services.kernel.retention import epoch_ms, live_until
+    from services.prescribing.adapters.grpc_api import issue_command
+    from services.prescribing.bootstrap import bootstrap
+    from tests.support import admin_redis_async, factories as f
+    from tests.support.prescribing_fixtures import prescribing_settings
+
+    settings = prescribing_settings()
+    client = admin_redis_async(settings.common.redis_url_for("admin"), protocol=3)
+    h, close = bootstrap(settings, redis_client=client)
+    try:
+        request = pb.IssuePrescriptionRequest(client_request_id=str(uuid.uuid4()), draft=f.draft(
+            [f.line("C08CA01-5T", quantity=30, per_day=1, days=30)], diagnoses=(("I10", "Hypertension"),),
+            patient=f.patient(citizen_id=f"0012{uuid.uuid4().int % 10**8:08d}")))
+        issued = await h.issue(issue_command(request, "01001"))
+        rx, store = issued.prescription, h.deps.store
+        at = epoch_ms(live_until(rx.valid_until, timedelta(days=settings.common.retention_days)))
+        assert await client.pexpiretime(store._rx_key(rx.code)) == at
+        assert await client.pexpiretime(store._req_key("01001", request.client_request_id)) == at
+        assert await store.apply_dispense(event_id=str(uuid.uuid4()), code=rx.code, sign=1, lines=[(1, 10)]) == "applied"
+        assert await client.pexpiretime(store.layout.key(store._shard(rx.code[:5]), "applied", rx.code)) == at
+    finally:
+        await close()
+
+
+async def test_a_patient_list_drops_entries_past_their_end_and_expires_with_its_last():
+    import dataclasses
+    from decimal import Decimal
+
+    from services.kernel.retention import epoch_ms
+    from services.prescribing.adapters.redis_store import RedisPrescriptionStore
+    from services.prescribing.domain.model import ActiveMedication, Status
+
+    async with empty_redis_database(DB) as client:
+        store = RedisPrescriptionStore(client, shards=4, retention=RETENTION)
+        today = datetime.now(VIETNAM).date()
+        fresh = ActiveMedication("01001aaaaaaa-c", 1, "01001", "BS01", "C08CA01-5T", ("amlodipine",), "C08CA01",
+                                 {"amlodipine": Decimal(5)}, today, 30, 30, 0, Status.ACTIVE, today + timedelta(days=5))
+        old = dataclasses.replace(fresh, prescription_code="01001bbbbbbb-c", start=today - timedelta(days=90),
+                                  days=5, valid_until=today - timedelta(days=85))
+        key = store.patient_key("cccd:001203004567")
+        now = datetime.now(timezone.utc)
+        await store.put_medications("cccd:001203004567", [old], 1, now=now)     # a replay of a long-gone one
+        assert await store.medications("cccd:001203004567") == [] and await client.exists(key) == 0
+        await store.put_medications("cccd:001203004567", [fresh], 1, now=now)
+        await store.put_medications("cccd:001203004567", [old], 1, now=now)
+        assert [m.prescription_code for m in await store.medications("cccd:001203004567")] == [fresh.prescription_code]
+        assert sorted(await client.hkeys(key)) == sorted(f"{p}{fresh.prescription_code}#1".encode()
+                                                         for p in ("", "v:", "u:"))
+        # the 30-day course outlives the 5-day window: the entry (and the list) stays for it
+        assert await client.pexpiretime(key) == epoch_ms(store._entry_until(fresh))
+        assert store._entry_until(fresh) > datetime.combine(fresh.valid_until, datetime.min.time(), VIETNAM) + RETENTION

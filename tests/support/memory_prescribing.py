@@ -91,7 +91,7 @@ class MemoryPrescriptionStore:
         self.prescriptions[code] = replace(stored, closed_dispensed=dict(dispensed))
         return True
 
-    async def put_medications(self, patient_key, meds, version):
+    async def put_medications(self, patient_key, meds, version, now=None):
         entries = self.lists.setdefault(patient_key, {})
         for med in meds:
             field = f"{med.prescription_code}#{med.line_number}"

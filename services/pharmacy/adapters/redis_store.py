@@ -8,13 +8,14 @@ arguments as one JSON object and answer one; `_decode` reads every answer."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from services.common.outbox import OutboxLayout, OutboxScript
 from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
 from services.pharmacy.adapters import events
 from services.kernel.calendar import VIETNAM
+from services.kernel.retention import epoch_ms, window_end
 from services.pharmacy.domain.dispensing import (REVERSAL_WINDOW, AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
                                                  DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,
                                                  ReverseOutcome, StateChanged)
@@ -32,13 +33,12 @@ UNOPENED_LIFE = timedelta(days=90)
 KEEP_LIVE = lua(__file__, "keep_live")
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+_ms = epoch_ms
 
 
 def window_end_ms(valid_until: date) -> int:
     """The end of the last day of the window, in Vietnam (the next day's midnight there)."""
-    return _ms(datetime.combine(valid_until + timedelta(days=1), time(0), VIETNAM))
+    return _ms(window_end(valid_until))
 
 
 def _text(value) -> str:

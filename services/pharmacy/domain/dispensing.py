@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
-from services.kernel import codes
+from services.kernel import codes, retention
 from services.kernel.calendar import local_day
 from services.kernel.drugs import Drug
 from services.pharmacy.domain.commands import DispenseMedication, ReverseDispense
@@ -21,7 +21,7 @@ from services.pharmacy.domain.events import (ClaimReversalRequested, ClaimSubmit
 from services.pharmacy.domain.model import (Closed, DispenseRecord, DispenseResult, Ledger, PriorDispense, Prescription,
                                             Quote, QuoteLine, Receipt, ReceiptLine)
 
-REVERSAL_WINDOW = timedelta(hours=24)
+REVERSAL_WINDOW = retention.REVERSAL_WINDOW   # the kernel's, one rule for every service
 MAX_IDEMPOTENCY_KEY = 128
 DISPENSE_ID = re.compile(rf"^d-({codes.BODY})-[0-9a-f]{{16}}$")
 

@@ -8,12 +8,13 @@ one JSON object and answer one; `_decode` reads every answer."""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from services.common.outbox import OutboxLayout, OutboxScript
 from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
+from services.kernel.retention import epoch_ms, live_until, window_end
 from services.prescribing.adapters import documents, events
 from services.prescribing.domain.events import Event
 from services.prescribing.domain.outcomes import (AlreadyCancelled, Collision, Done, Duplicate, InState, Missing,
@@ -22,6 +23,7 @@ from services.prescribing.domain.model import (ActiveMedication, Finding, Issued
                                                StoredPrescription)
 
 SERVICE = "prescribing"
+DEFAULT_RETENTION = timedelta(days=7)   # EPRX_RETENTION_DAYS (services/kernel/retention.py)
 READ_PREFIX = "prescribing:read"
 
 
@@ -42,7 +44,8 @@ _OUTCOMES = {"done": Done, "collision": Collision, "missing": Missing, "already"
 
 
 class RedisPrescriptionStore:
-    def __init__(self, redis, shards: int):
+    def __init__(self, redis, shards: int, retention: timedelta = DEFAULT_RETENTION):
+        self.retention = retention
         self._redis = redis
         self.redis = redis
         self.layout = OutboxLayout(SERVICE, shards)
@@ -66,7 +69,8 @@ class RedisPrescriptionStore:
         rx = issued.prescription
         args = json.dumps({"fingerprint": fingerprint, "response": answer_json(issued),
                            "valid_until": rx.valid_until.isoformat(), "patient_key": rx.patient_key,
-                           "prescribed": json.dumps({str(n): q for n, q in sorted(rx.prescribed.items())}), **more})
+                           "prescribed": json.dumps({str(n): q for n, q in sorted(rx.prescribed.items())}),
+                           "live_until_ms": epoch_ms(live_until(rx.valid_until, self.retention)), **more})
         return [args, rx.document]
 
     async def issue(self, *, facility: str, request_id: str, fingerprint: str, issued: Issued,
@@ -150,15 +154,23 @@ class RedisPrescriptionStore:
     def patient_key(self, patient_key: str) -> str:
         return f"{READ_PREFIX}:patient:{{{patient_key}}}"
 
-    async def put_medications(self, patient_key: str, meds: list[ActiveMedication], version: int) -> None:
+    async def put_medications(self, patient_key: str, meds: list[ActiveMedication], version: int,
+                              now: datetime | None = None) -> None:
         if meds:
-            args = json.dumps({"version": version,
-                               "entries": [[f"{m.prescription_code}#{m.line_number}", _med_json(m)] for m in meds]})
+            args = json.dumps({"version": version, "now_ms": epoch_ms(now or datetime.now(timezone.utc)),
+                               "entries": [[f"{m.prescription_code}#{m.line_number}", _med_json(m),
+                                            epoch_ms(self._entry_until(m))] for m in meds]})
             await self._put_entries(keys=[self.patient_key(patient_key)], args=[args])
+
+    def _entry_until(self, m: ActiveMedication) -> datetime:
+        """An entry stays while its prescription's state does, or while its course runs if longer
+        (the safety checks look at what a patient is taking)."""
+        course_end = window_end(m.start + timedelta(days=max(m.days, 0)))
+        return max(live_until(m.valid_until, self.retention), course_end + self.retention)
 
     async def medications(self, patient_key: str) -> list[ActiveMedication]:
         rows = await self._redis.hgetall(self.patient_key(patient_key))
-        return sorted((_med_from_json(v) for k, v in rows.items() if not k.startswith(b"v:")),
+        return sorted((_med_from_json(v) for k, v in rows.items() if not k.startswith((b"v:", b"u:"))),
                       key=lambda m: (m.start, m.prescription_code, m.line_number))
 
     async def clear_read_models(self) -> int:

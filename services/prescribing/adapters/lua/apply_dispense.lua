@@ -16,4 +16,6 @@ for line, qty in pairs(prescribed) do
 end
 redis.call('HSET', rx, 'completed', complete)
 redis.call('HINCRBY', rx, 'v', 1)
+local live_until = redis.call('PEXPIRETIME', rx)    -- the events applied go with their prescription
+if live_until > 0 then redis.call('PEXPIREAT', applied, live_until) end
 return cjson.encode({outcome = 'applied'})

@@ -16,4 +16,8 @@ local function create(rx, req)
   redis.call('HSET', rx, 'content', ARGV[2], 'status', 'active', 'valid_until', a.valid_until,
              'patient_key', a.patient_key, 'prescribed', a.prescribed, 'v', 1)
   redis.call('HSET', req, 'fp', a.fingerprint, 'response', a.response)
+  -- live state only: both go a retention after the prescription can no longer be dispensed
+  -- or reversed (services/kernel/retention.py); a replaced one keeps its own time
+  redis.call('PEXPIREAT', rx, a.live_until_ms)
+  redis.call('PEXPIREAT', req, a.live_until_ms)
 end

@@ -1,5 +1,5 @@
 -- KEYS: outbox, prescription, request record. ARGV[1]: {fingerprint, response, valid_until,
--- patient_key, prescribed}; ARGV[2]: the signed prescription; then the events.
+-- patient_key, prescribed, live_until_ms}; ARGV[2]: the signed prescription; then the events.
 -- Outcomes: done | duplicate | collision (the code is taken: draw another).
 local outbox, rx, req = KEYS[1], KEYS[2], KEYS[3]
 local earlier = replayed(req)
