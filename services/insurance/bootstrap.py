@@ -1,7 +1,7 @@
 """Wires the insurance service's adapters into its handlers."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from services.common import signatures
@@ -21,7 +21,7 @@ def bootstrap(settings: Settings, *, clock: Callable[[], datetime] = utc_now, re
     client = None
     if store is None:
         client = redis_client or connect(settings.common, "insurance")
-        store = RedisInsuranceStore(client)
+        store = RedisInsuranceStore(client, timedelta(days=settings.common.retention_days))
     keys = settings.keys_dir / signatures.PUBLIC_FILE
     verifier = signatures.DocumentVerifier(signatures.load_public_keys(settings.keys_dir) if keys.exists() else {})
     handlers = Insurance(Dependencies(store=store, rules=rules, clock=clock, signatures=verifier))

@@ -29,7 +29,7 @@ async def store(request):
         yield MemoryInsuranceStore()
         return
     async with empty_redis_database(CONTRACT_DB) as client:
-        yield RedisInsuranceStore(client)
+        yield RedisInsuranceStore(client, timedelta(days=365 * 100))   # fixed dates; Redis expires by its clock
 
 
 def member(card_from=date(2026, 1, 1), ssn=None, cccd=None) -> Member:

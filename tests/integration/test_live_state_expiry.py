@@ -203,3 +203,44 @@ async def test_a_patient_list_drops_entries_past_their_end_and_expires_with_its_
         # the 30-day course outlives the 5-day window: the entry (and the list) stays for it
         assert await client.pexpiretime(key) == epoch_ms(store._entry_until(fresh))
         assert store._entry_until(fresh) > datetime.combine(fresh.valid_until, datetime.min.time(), VIETNAM) + RETENTION
+
+
+# The insurance service: what it saw of a prescription until a claim of it can no longer come,
+# a claim until its sale's reversal window ends, a member's yearly co-payment until next year's end.
+
+async def test_the_insurer_keeps_a_prescription_a_claim_and_a_year_only_while_they_can_change():
+    from datetime import date
+
+    from services.insurance.adapters.redis_store import UNKNOWN_WINDOW, RedisInsuranceStore
+    from services.insurance.domain.adjudication import Adjudication
+    from services.insurance.domain.prescriptions import Patient, PrescriptionFacts, Visit
+    from services.insurance.domain.state import YearState
+    from services.kernel.calendar import local_day
+    from services.kernel.retention import epoch_ms, live_until, window_end
+
+    async with empty_redis_database(DB) as client:
+        store = RedisInsuranceStore(client, RETENTION)
+        now = datetime.now(timezone.utc)
+        today = local_day(now)
+        visit = Visit("rx:x", 0, today, now)
+        known = PrescriptionFacts("01001aaaaaaa-c", "01001", Patient("001203004567", ""), ((1, "A", 5),), visit,
+                                  valid_until=today + timedelta(days=5))
+        unknown = PrescriptionFacts("01001bbbbbbb-c", "01001", Patient("001203004567", ""), ((1, "A", 5),), visit)
+        await store.save_prescription(known)
+        await store.save_prescription(unknown)
+        assert await client.pexpiretime("insurance:rx:01001aaaaaaa-c") == epoch_ms(live_until(known.valid_until,
+                                                                                                RETENTION))
+        assert await client.pexpiretime("insurance:rx:01001bbbbbbb-c") == epoch_ms(live_until(today + UNKNOWN_WINDOW,
+                                                                                                RETENTION))
+        assert (await store.prescription(known.code)).valid_until == known.valid_until
+
+        claim = Adjudication("c-1", "m-1", "approved", now, dispensed_on=today)
+        await store.save_adjudication(claim, (today.year, YearState(100, None, None)))
+        assert await client.pexpiretime("insurance:claim:c-1") == epoch_ms(live_until(today, RETENTION))
+        year_end = epoch_ms(window_end(date(today.year + 1, 12, 31)) + RETENTION)
+        assert await client.pexpiretime("insurance:accumulator:{m-1}") == year_end
+        # a claim of last year does not shorten what this year's co-payment needs
+        older = Adjudication("c-0", "m-1", "approved", now, dispensed_on=date(today.year - 1, 6, 30))
+        await store.save_adjudication(older, (today.year - 1, YearState(50, None, None)))
+        assert await client.pexpiretime("insurance:accumulator:{m-1}") == year_end
+        assert await client.exists("insurance:claim:c-0") == 0        # its sale's reversal window ended long ago

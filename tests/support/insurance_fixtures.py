@@ -1,7 +1,7 @@
 """Members with fresh identifiers, an insurance server in the test process, a real worker."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timezone, timedelta
 
 import pytest
 from eprescription.insurance.v1 import insurance_pb2_grpc
@@ -27,7 +27,7 @@ def new_member(digit=4, *, valid=(date(2026, 1, 1), date(2026, 12, 31)), five_ye
 @pytest.fixture
 async def store():
     client = admin_redis_async(Settings.from_env().common.redis_url_for("admin"), protocol=3)
-    yield RedisInsuranceStore(client)
+    yield RedisInsuranceStore(client, timedelta(days=365 * 100))   # fixed dates; Redis expires by its clock
     await client.aclose()
 
 

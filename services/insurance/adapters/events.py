@@ -43,7 +43,8 @@ def facts_of(rx: common_pb2.Prescription) -> PrescriptionFacts:
     return PrescriptionFacts(rx.code, rx.facility_code.lower(), Patient(citizen_id.strip(),
                                                                      rx.patient.bhyt_card.strip().upper()),
                              tuple((l.line_number, l.drug_code, l.quantity) for l in rx.lines), visit,
-                             frozenset(l.line_number for l in rx.lines if l.not_available_at_facility))
+                             frozenset(l.line_number for l in rx.lines if l.not_available_at_facility),
+                             dates.from_proto(rx.valid_until) if rx.HasField("valid_until") else None)
 
 
 def attached_of(rx: common_pb2.Prescription) -> AttachedPrescription:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, fields
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from services.common.scripts import lua
+from services.kernel.calendar import local_day
+from services.kernel.retention import epoch_ms, live_until, window_end
 from services.insurance.domain.adjudication import (
     Adjudication,
     LineDecision,
@@ -21,6 +23,8 @@ from services.insurance.domain.state import VISIT_KEPT, VisitState, YearState
 
 P = "insurance"
 QUOTE_TTL_SECONDS = 30 * 24 * 3600
+DEFAULT_RETENTION = timedelta(days=7)    # EPRX_RETENTION_DAYS (services/kernel/retention.py)
+UNKNOWN_WINDOW = timedelta(days=90)      # longer than any dispensing window (DOMAIN.md section 3)
 
 def _member_json(m: Member) -> str:
     doc = {"member_id": m.member_id, "citizen_id": m.citizen_id, "full_name": m.full_name,
@@ -64,7 +68,8 @@ def facts_json(f: PrescriptionFacts) -> str:
     return json.dumps({"code": f.code, "facility_code": f.facility_code, "citizen_id": f.patient.citizen_id,
                        "card": f.patient.card, "lines": [list(line) for line in f.lines],
                        "visit": [v.key, v.other_costs_vnd, v.day.isoformat() if v.day else None,
-                                 v.stated_at.isoformat()], "not_available": sorted(f.not_available)})
+                                 v.stated_at.isoformat()], "not_available": sorted(f.not_available),
+                       "valid_until": f.valid_until.isoformat() if f.valid_until else None})
 
 
 def facts_of(raw) -> PrescriptionFacts:
@@ -73,7 +78,8 @@ def facts_of(raw) -> PrescriptionFacts:
     return PrescriptionFacts(d["code"], d["facility_code"], Patient(d["citizen_id"], d["card"]),
                              tuple(tuple(line) for line in d["lines"]),
                              Visit(key, costs, date.fromisoformat(day) if day else None,
-                                   datetime.fromisoformat(stated_at)), frozenset(d.get("not_available", ())))
+                                   datetime.fromisoformat(stated_at)), frozenset(d.get("not_available", ())),
+                             date.fromisoformat(d["valid_until"]) if d.get("valid_until") else None)
 
 
 def _year_json(y: YearState) -> str:
@@ -87,8 +93,9 @@ def _year_from_json(raw: bytes) -> YearState:
 
 
 class RedisInsuranceStore:
-    def __init__(self, redis):
+    def __init__(self, redis, retention: timedelta = DEFAULT_RETENTION):
         self.redis = redis
+        self.retention = retention
         self._upsert = redis.register_script(lua(__file__, "upsert_member"))
 
     # Members
@@ -142,10 +149,18 @@ class RedisInsuranceStore:
                                 visit: tuple[str, VisitState] | None = None) -> None:
         """The claim's outcome and, in the same round trip, the member's accumulator for its
         year and its visit's sales (what a quote at the counter adds a sale to)."""
+        sold_on = adjudication.dispensed_on or local_day(adjudication.adjudicated_at)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(f"{P}:claim:{adjudication.claim_id}", _adjudication_json(adjudication))
+            # live state only: a claim can change until its sale's reversal window ends
+            pipe.set(f"{P}:claim:{adjudication.claim_id}", _adjudication_json(adjudication),
+                     pxat=epoch_ms(live_until(sold_on, self.retention)))
             if year is not None:
-                pipe.hset(f"{P}:accumulator:{{{adjudication.member_id}}}", str(year[0]), _year_json(year[1]))
+                key = f"{P}:accumulator:{{{adjudication.member_id}}}"
+                pipe.hset(key, str(year[0]), _year_json(year[1]))
+                # a year's co-payment counts until the next year's end (late claims, reversals)
+                kept = epoch_ms(window_end(date(year[0] + 1, 12, 31)) + self.retention)
+                pipe.pexpireat(key, kept, nx=True)
+                pipe.pexpireat(key, kept, gt=True)
             if visit is not None:
                 pipe.set(self._visit_key(adjudication.member_id, visit[0]), json.dumps(visit[1].to_json()),
                          ex=int(VISIT_KEPT.total_seconds()))
@@ -170,7 +185,11 @@ class RedisInsuranceStore:
     # Prescriptions seen on rx.prescriptions.v1
 
     async def save_prescription(self, facts: PrescriptionFacts) -> None:
-        await self.redis.set(f"{P}:rx:{facts.code}", facts_json(facts))
+        """Kept until a claim of it can no longer come (a retention after its window and a last
+        sale's reversal); without a known window, UNKNOWN_WINDOW after it was issued."""
+        last_day = facts.valid_until or (local_day(facts.visit.stated_at) + UNKNOWN_WINDOW)
+        await self.redis.set(f"{P}:rx:{facts.code}", facts_json(facts),
+                             pxat=epoch_ms(live_until(last_day, self.retention)))
 
     async def prescription(self, code: str) -> PrescriptionFacts | None:
         raw = await self.redis.get(f"{P}:rx:{code}")

@@ -33,6 +33,7 @@ class PrescriptionFacts:
     lines: tuple[tuple[int, str, int], ...]    # (line number, drug code, quantity)
     visit: Visit
     not_available: frozenset[int] = frozenset()  # lines the prescriber marked not available at the facility
+    valid_until: date | None = None             # the last day it can be dispensed (None: not known)
 
 
 def visit_key(facility_code: str, encounter_id: str, code: str) -> str:
