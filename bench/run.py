@@ -120,13 +120,17 @@ async def ceilings(settings: CommonSettings, concurrency: int) -> dict:
             "kafka_produce_1kb_acks_all_per_s": round(produce_rate), "kafka_consume_1kb_per_s": round(consume_rate)}
 
 
+PROBE_EVERY = 20       # one lifecycle in this many measures the issue-to-visible lag
+PROBE_POLL_S = 0.005   # how often a probe looks up
+RETRY_S = 0.05         # how soon a patient's pharmacy looks up again after NOT_FOUND
+
 # An open-loop run starts lifecycles at a fixed rate whatever the system answers; no more than
 # this many at once (past it the system has fallen behind, and the run says how often).
 MAX_IN_FLIGHT = 1024
 
 
 async def load(settings: CommonSettings, members, concurrency: int, seconds: float, watcher,
-               rate: float | None = None) -> dict:
+               rate: float | None = None, arrival_s: float = 0.1) -> dict:
     """Lifecycles for `seconds`: closed loop (`concurrency` drivers, each starting its next when
     its last ends: the sustained maximum), or, with `rate`, open loop (one started every 1/rate
     seconds, as clients arrive, so latency is measured at that load)."""
@@ -147,6 +151,7 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
     next_member = iter(members)
     ran_out: list[float] = []     # when each driver found no prepared member left
     sample: list[tuple[str, str]] = []   # one dispensed prescription's code and card, for ghz
+    not_found = {True: 0, False: 0}      # lookups answered NOT_FOUND, by probes and by patients
     start = time.monotonic()
     deadline = start + seconds
 
@@ -166,6 +171,14 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
         issued = await rpc("IssuePrescription", prescribing.IssuePrescription(prescribing_pb2.IssuePrescriptionRequest(
             client_request_id=str(uuid.uuid4()), draft=draft(cccd, card)), metadata=prescriber, timeout=30))
         code, issued_at = issued.prescription.code, time.monotonic()
+        # A probe measures how soon the prescription is visible at a pharmacy by looking it up
+        # every few milliseconds; every other lifecycle is a patient who reaches the pharmacy
+        # `arrival_s` after the issue and is looked up then (again a little later if it is not
+        # there yet). Polling every lifecycle would make most lookups NOT_FOUND calls, each with
+        # its audit record: load no pharmacy makes, and CPU the lifecycle does not need.
+        probe = n % PROBE_EVERY == 0
+        if not probe:
+            await asyncio.sleep(arrival_s)
         while True:
             try:
                 await rpc("LookupPrescription", pharmacy.LookupPrescription(
@@ -174,8 +187,10 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.NOT_FOUND:
                     raise
-                await asyncio.sleep(0.02)
-        lags_visible.append((time.monotonic() - issued_at) * 1000)
+                not_found[probe] += 1
+                await asyncio.sleep(PROBE_POLL_S if probe else RETRY_S)
+        if probe:
+            lags_visible.append((time.monotonic() - issued_at) * 1000)
         sold = await rpc("DispensePrescription", pharmacy.DispensePrescription(pharmacy_pb2.DispensePrescriptionRequest(
             idempotency_key=str(uuid.uuid4()), code=code, bhyt_card=card,
             lines=[pharmacy_pb2.DispenseLine(line_number=1, drug_code="J01CR02-1GT", quantity=14, unit_price_vnd=16_200),
@@ -249,7 +264,11 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
         "lifecycles_completed": len(adjudicated),
         "lifecycles_per_s_sustained": round(len(in_window) / (load_end - start), 1),
         "rpc_latency": {name: summary(v) for name, v in lat.items()},
-        "issue_to_visible_at_pharmacy": summary(lags_visible),
+        "issue_to_visible_at_pharmacy": {**summary(lags_visible),
+                                         "how": f"one lifecycle in {PROBE_EVERY} looks up every "
+                                                f"{PROBE_POLL_S * 1000:g} ms from its issue"},
+        "patient_arrives_after_ms": arrival_s * 1000,
+        "lookups_not_found": {"probes": not_found[True], "patients": not_found[False]},
         "dispense_to_adjudicated": summary(lags_adjudicated),
         "errors": dict(errors),
         "_timeline": timeline, "_per_second": dict(per_second), "_accepted": accepted_dispenses,
@@ -360,6 +379,25 @@ def members_for(concurrency: int, seconds: float) -> int:
     return int(seconds * max(concurrency * 4, MAX_RATE_PER_S)) + 1000
 
 
+def say(what: str) -> None:
+    print(f"bench: {what}", file=sys.stderr, flush=True)
+
+
+def quiesce(settings: CommonSettings, *, below_percent: float = 25.0, limit_s: float = 90.0) -> float:
+    """Waits until the system is quiet (every process together under `below_percent` of one core
+    for 2 s: what an earlier phase or a fill left, such as Redis rewriting its AOF, is done), so
+    that a phase measures itself; returns how long that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = process_stats(settings)
+        time.sleep(2)
+        after = process_stats(settings)
+        busy = sum(after[n]["cpu_s"] - before.get(n, {"cpu_s": 0})["cpu_s"] for n in after) / 2 * 100
+        if busy < below_percent:
+            break
+    return round(time.monotonic() - started, 1)
+
+
 def own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -380,10 +418,12 @@ def cpu_table(before: dict, after: dict, wall_s: float, lifecycles: int) -> dict
 
 
 async def run_phase(settings: CommonSettings, r, members, watcher, *, concurrency: int, seconds: float,
-                    rate: float | None = None) -> dict:
+                    rate: float | None = None, arrival_s: float = 0.1) -> dict:
+    quiet_after = quiesce(settings)
     before, own_before, started = process_stats(settings), own_cpu_s(), time.monotonic()
     memory_before = r.info("memory")["used_memory"]
-    result = await load(settings, members, concurrency, seconds, watcher, rate=rate)
+    result = await load(settings, members, concurrency, seconds, watcher, rate=rate, arrival_s=arrival_s)
+    result["quiet_before_s"] = quiet_after
     after, own_after, wall = process_stats(settings), own_cpu_s(), time.monotonic() - started
     result["cpu"] = cpu_table(before, after, wall, result["lifecycles_completed"])
     result["load_generator_cpu_ms_per_lifecycle"] = (round((own_after - own_before) * 1000
@@ -442,8 +482,9 @@ async def main_async(args) -> dict:
         dispense_offsets = end_offsets(settings.kafka_access("admin"), DISPENSES)
         watcher = AdjudicationWatcher(settings)
         watcher.start()
+        say(f"sustained maximum: {args.concurrency} concurrent for {args.seconds:g} s")
         runs["max"] = await run_phase(settings, r, members, watcher, concurrency=args.concurrency,
-                                      seconds=args.seconds)
+                                      seconds=args.seconds, arrival_s=args.arrival_ms / 1000)
         keys_by_kind = inventory(r)
         template = Template.take(r)
         scale: dict = {"note": "stored prescriptions beyond the runs' own are copies of the sustained run's "
@@ -454,12 +495,17 @@ async def main_async(args) -> dict:
             if not stored:
                 continue
             started = time.monotonic()
+            say(f"filling Redis to {stored:,} prescriptions")
             next_copy = fill(r, template, stored, first_copy=next_copy)
             scale[key] = {"prescriptions_stored": count_prescriptions(r),
                           "fill_s": round(time.monotonic() - started, 1),
                           "redis_used_memory_mb": round(r.info("memory")["used_memory"] / 2**20, 1)}
+            say(f"half load: {half_rate:g} lifecycles started per second for {args.seconds:g} s, "
+                f"{scale[key]['prescriptions_stored']:,} stored")
             runs[key] = await run_phase(settings, r, members, watcher, concurrency=args.concurrency,
-                                        seconds=args.seconds, rate=half_rate)
+                                        seconds=args.seconds, rate=half_rate, arrival_s=args.arrival_ms / 1000)
+        if args.ghz:
+            say("ghz: LookupPrescription and CheckEligibility at rising rates")
         ghz = await asyncio.to_thread(ghz_report, settings, runs["max"]) if args.ghz else None
         watcher.stop.set()
         accepted = set().union(*(run["_accepted"] for run in runs.values()))
@@ -478,7 +524,10 @@ async def main_async(args) -> dict:
                       f"(AOF everysec), 3 services, 3 relays, 3 Faust workers and this load generator; "
                       f"the sustained maximum with {args.concurrency} concurrent lifecycles for {args.seconds} s, "
                       f"then {args.seconds} s at half of it (open loop) with {args.small:,} and with "
-                      f"{args.large:,} prescriptions stored, then ghz; "
+                      f"{args.large:,} prescriptions stored, then ghz; a patient's pharmacy looks the "
+                      f"prescription up {args.arrival_ms:g} ms after its issue (again every {RETRY_S * 1000:g} ms "
+                      f"if not yet visible), one lifecycle in {PROBE_EVERY} polls every {PROBE_POLL_S * 1000:g} ms "
+                      f"to measure the issue-to-visible lag; "
                       + ("TLS on gRPC, Kafka SASL_SSL (SCRAM) with ACLs, Redis ACL users, audit trail on"
                          if settings.pki.enabled else "PLAINTEXT (EPRX_PLAINTEXT_DEV=1): no TLS, SASL or ACLs"),
         "ceiling": ceiling,
@@ -535,6 +584,8 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=int(os.environ.get("BENCH_LARGE", 1_000_000)),
                         help="prescriptions stored for the second half-load run (0: no such run)")
     parser.add_argument("--no-ghz", dest="ghz", action="store_false", help="skip ghz's latency curves")
+    parser.add_argument("--arrival-ms", type=float, default=float(os.environ.get("BENCH_ARRIVAL_MS", 100)),
+                        help="how long after the issue a patient's pharmacy looks the prescription up")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     print(json.dumps(report, indent=2))
