@@ -392,9 +392,29 @@ def quiesce(settings: CommonSettings, *, below_percent: float = 25.0, limit_s: f
         before = process_stats(settings)
         time.sleep(2)
         after = process_stats(settings)
-        busy = sum(after[n]["cpu_s"] - before.get(n, {"cpu_s": 0})["cpu_s"] for n in after) / 2 * 100
-        if busy < below_percent:
+        used = {n: (after[n]["cpu_s"] - before.get(n, {"cpu_s": 0})["cpu_s"]) / 2 * 100 for n in after}
+        if sum(used.values()) < below_percent:
             break
+    else:
+        say(f"not quiet after {limit_s:g} s: " + ", ".join(f"{n} {p:.0f}%" for n, p in sorted(
+            used.items(), key=lambda item: -item[1])[:3]))
+    return round(time.monotonic() - started, 1)
+
+
+def rewrite_aof(r, limit_s: float = 900.0) -> float:
+    """Has Redis rewrite its append-only file now and waits for the end: a fill of gigabytes
+    would otherwise start a rewrite (a fork and the whole data set written out) in the middle of
+    the phase that follows it. Returns how long the rewrite took."""
+    started = time.monotonic()
+    try:
+        r.bgrewriteaof()
+    except redis.ResponseError:
+        pass                                       # one is already running: wait for it
+    while time.monotonic() - started < limit_s:
+        persistence = r.info("persistence")
+        if not persistence.get("aof_rewrite_in_progress") and not persistence.get("aof_rewrite_scheduled"):
+            break
+        time.sleep(1)
     return round(time.monotonic() - started, 1)
 
 
@@ -499,7 +519,8 @@ async def main_async(args) -> dict:
             next_copy = fill(r, template, stored, first_copy=next_copy)
             scale[key] = {"prescriptions_stored": count_prescriptions(r),
                           "fill_s": round(time.monotonic() - started, 1),
-                          "redis_used_memory_mb": round(r.info("memory")["used_memory"] / 2**20, 1)}
+                          "redis_used_memory_mb": round(r.info("memory")["used_memory"] / 2**20, 1),
+                          "aof_rewrite_s": rewrite_aof(r)}
             say(f"half load: {half_rate:g} lifecycles started per second for {args.seconds:g} s, "
                 f"{scale[key]['prescriptions_stored']:,} stored")
             runs[key] = await run_phase(settings, r, members, watcher, concurrency=args.concurrency,
