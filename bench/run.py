@@ -578,8 +578,10 @@ async def main_async(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     (out / f"{stamp}.json").write_text(json.dumps(report, indent=2))
-    chart(report, runs["max"], out / f"{stamp}.png")
-    report["files"] = [str(out / f"{stamp}.json"), str(out / f"{stamp}.png")]
+    report["files"] = [str(out / f"{stamp}.json")]
+    if args.chart:
+        chart(report, runs["max"], out / f"{stamp}.png")
+        report["files"].append(str(out / f"{stamp}.png"))
     return report
 
 
@@ -607,6 +609,8 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=int(os.environ.get("BENCH_LARGE", 1_000_000)),
                         help="prescriptions stored for the second half-load run (0: no such run)")
     parser.add_argument("--no-ghz", dest="ghz", action="store_false", help="skip ghz's latency curves")
+    parser.add_argument("--no-chart", dest="chart", action="store_false",
+                        help="no PNG (matplotlib comes with requirements-bench.txt, which `make bench` installs)")
     parser.add_argument("--arrival-ms", type=float, default=float(os.environ.get("BENCH_ARRIVAL_MS", 100)),
                         help="how long after the issue a patient's pharmacy looks the prescription up")
     args = parser.parse_args()

@@ -17,7 +17,7 @@ def test_a_short_benchmark_reports_every_target_and_keeps_only_live_state(tmp_pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("EPRX_")}   # its own ports and folder
     env["BENCH_REDIS_MAXMEMORY"] = "1gb"
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--concurrency", "4", "--seconds", "6",
-                          "--small", "300", "--large", "900", "--no-ghz"],
+                          "--small", "300", "--large", "900", "--no-ghz", "--no-chart"],
                          capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-4000:]
     report = json.loads(run.stdout[run.stdout.rindex('{\n  "when"'):])
