@@ -201,20 +201,8 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
         if not sample:
             sample.append((code, card))
 
-    async def driver(k: int):
-        n = k
-        while time.monotonic() < deadline:
-            try:
-                await lifecycle(n)
-            except grpc.aio.AioRpcError as error:
-                errors[error.code().name] += 1
-            except LookupError:
-                errors["out of prepared members"] += 1
-                ran_out.append(time.monotonic() - start)
-                return
-            n += concurrency
-
-    async def arrival(n: int):
+    async def arrival(n: int) -> bool:
+        """One lifecycle, its failure counted; False when no prepared member is left."""
         try:
             await lifecycle(n)
         except grpc.aio.AioRpcError as error:
@@ -222,6 +210,13 @@ async def load(settings: CommonSettings, members, concurrency: int, seconds: flo
         except LookupError:
             errors["out of prepared members"] += 1
             ran_out.append(time.monotonic() - start)
+            return False
+        return True
+
+    async def driver(k: int):
+        n = k
+        while time.monotonic() < deadline and await arrival(n):
+            n += concurrency
 
     async def open_loop():
         in_flight: set[asyncio.Task] = set()
