@@ -9,6 +9,11 @@ from datetime import date, datetime, time, timedelta
 from services.kernel.calendar import VIETNAM
 
 REVERSAL_WINDOW = timedelta(hours=24)     # a sale can be reversed this long after it (DOMAIN.md section 4)
+DEFAULT_RETENTION = timedelta(days=7)     # EPRX_RETENTION_DAYS's default
+# Longer than any dispensing window (DOMAIN.md section 3): how long state is kept for a
+# prescription whose window is not known (a ledger closed before its issue arrived, a copy
+# without valid_until).
+LONGEST_WINDOW = timedelta(days=90)
 
 
 def window_end(valid_until: date) -> datetime:

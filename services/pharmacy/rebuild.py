@@ -24,9 +24,10 @@ from services.common.topic_reader import read_to_end, topic_size
 from services.common.topics import CLAIMS, DISPENSES, PRESCRIPTIONS
 from services.pharmacy.adapters.events import decode_prescription_event
 from services.kernel.calendar import utc_now
-from services.pharmacy.adapters.redis_store import receipt_json, record_json, window_end_ms
+from services.kernel import retention as retention_rules
+from services.pharmacy.adapters.redis_store import receipt_json, record_json
 from services.pharmacy.domain import dispensing
-from services.pharmacy.domain.dispensing import REVERSAL_WINDOW
+from services.kernel.retention import REVERSAL_WINDOW
 from services.pharmacy.domain.events import PrescriptionClosed, PrescriptionIssued
 from services.pharmacy.domain.model import (Closed, DispenseRecord, Prescription, Receipt, ReceiptLine,
                                             SoldLine)
@@ -171,9 +172,9 @@ def images(found: dict[str, CodeHistory]) -> dict[str, LedgerImage]:
 
 def live_until(image: LedgerImage, retention: timedelta) -> datetime:
     """When Redis lets the ledger go (the rule of adapters/lua/keep_live.lua, which sets it)."""
-    window_end = datetime.fromtimestamp(window_end_ms(image.prescription.valid_until) / 1000, timezone.utc)
+    ends = retention_rules.window_end(image.prescription.valid_until)
     last_sale = max((sale.at for sale in image.sales), default=None)
-    return max(window_end, last_sale + REVERSAL_WINDOW if last_sale else window_end) + retention
+    return max(ends, last_sale + REVERSAL_WINDOW if last_sale else ends) + retention
 
 
 async def write(store, image: LedgerImage, members: dict[str, str], now: datetime) -> bool:

@@ -13,7 +13,8 @@ from eprescription.common.v1 import common_pb2
 from services.common import dates
 from services.kernel.calendar import VIETNAM
 from services.pharmacy.adapters.events import prescription_of
-from services.pharmacy.adapters.redis_store import UNOPENED_LIFE, RedisLedgerStore, window_end_ms
+from services.kernel.retention import LONGEST_WINDOW as UNOPENED_LIFE
+from services.pharmacy.adapters.redis_store import RedisLedgerStore, window_end_ms
 from services.pharmacy.domain import dispensing
 from services.pharmacy.domain.commands import DispenseMedication, ReverseDispense
 from services.pharmacy.domain.dispensing import REVERSAL_WINDOW, Applied, Reversed
@@ -211,7 +212,8 @@ async def test_a_patient_list_drops_entries_past_their_end_and_expires_with_its_
 async def test_the_insurer_keeps_a_prescription_a_claim_and_a_year_only_while_they_can_change():
     from datetime import date
 
-    from services.insurance.adapters.redis_store import UNKNOWN_WINDOW, RedisInsuranceStore
+    from services.insurance.adapters.redis_store import RedisInsuranceStore
+    from services.kernel.retention import LONGEST_WINDOW as UNKNOWN_WINDOW
     from services.insurance.domain.adjudication import Adjudication
     from services.insurance.domain.prescriptions import Patient, PrescriptionFacts, Visit
     from services.insurance.domain.state import YearState

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from services.common.scripts import lua
 from services.kernel.calendar import local_day
-from services.kernel.retention import epoch_ms, live_until, window_end
+from services.kernel.retention import DEFAULT_RETENTION, LONGEST_WINDOW, epoch_ms, live_until, window_end
 from services.insurance.domain.adjudication import (
     Adjudication,
     LineDecision,
@@ -23,8 +23,6 @@ from services.insurance.domain.state import VISIT_KEPT, VisitState, YearState
 
 P = "insurance"
 QUOTE_TTL_SECONDS = 30 * 24 * 3600
-DEFAULT_RETENTION = timedelta(days=7)    # EPRX_RETENTION_DAYS (services/kernel/retention.py)
-UNKNOWN_WINDOW = timedelta(days=90)      # longer than any dispensing window (DOMAIN.md section 3)
 
 def _member_json(m: Member) -> str:
     doc = {"member_id": m.member_id, "citizen_id": m.citizen_id, "full_name": m.full_name,
@@ -186,8 +184,8 @@ class RedisInsuranceStore:
 
     async def save_prescription(self, facts: PrescriptionFacts) -> None:
         """Kept until a claim of it can no longer come (a retention after its window and a last
-        sale's reversal); without a known window, UNKNOWN_WINDOW after it was issued."""
-        last_day = facts.valid_until or (local_day(facts.visit.stated_at) + UNKNOWN_WINDOW)
+        sale's reversal); without a known window, LONGEST_WINDOW after it was issued."""
+        last_day = facts.valid_until or (local_day(facts.visit.stated_at) + LONGEST_WINDOW)
         await self.redis.set(f"{P}:rx:{facts.code}", facts_json(facts),
                              pxat=epoch_ms(live_until(last_day, self.retention)))
 

@@ -15,7 +15,7 @@ from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
 from services.pharmacy.adapters import events
 from services.kernel.calendar import VIETNAM
-from services.kernel.retention import epoch_ms, window_end
+from services.kernel.retention import DEFAULT_RETENTION, LONGEST_WINDOW, epoch_ms, window_end
 from services.pharmacy.domain.dispensing import (REVERSAL_WINDOW, AlreadyApplied, AlreadyReversed, Applied, DispenseOutcome,
                                                  DispensePlan, LedgerMissing, RecordMissing, ReversalPlan, Reversed,
                                                  ReverseOutcome, StateChanged)
@@ -24,21 +24,12 @@ from services.pharmacy.domain.model import (Closed, DispenseRecord, Ledger, Prio
                                             ReceiptLine, SoldLine)
 
 SERVICE = "pharmacy"
-# How long a prescription's ledger, sales and retry records stay in Redis after it can no
-# longer be dispensed or reversed (lua/keep_live.lua); EPRX_RETENTION_DAYS.
-DEFAULT_RETENTION = timedelta(days=7)
-# A ledger closed before its issue arrived knows no window yet: kept this long after closing
-# (longer than any dispensing window, DOMAIN.md section 3), plus the retention.
-UNOPENED_LIFE = timedelta(days=90)
 KEEP_LIVE = lua(__file__, "keep_live")
-
-
-_ms = epoch_ms
 
 
 def window_end_ms(valid_until: date) -> int:
     """The end of the last day of the window, in Vietnam (the next day's midnight there)."""
-    return _ms(window_end(valid_until))
+    return epoch_ms(window_end(valid_until))
 
 
 def _text(value) -> str:
@@ -109,7 +100,7 @@ class RedisLedgerStore:
         self.retention = retention
         self._t = {"retention_ms": int(retention.total_seconds() * 1000),
                    "reversal_ms": int(REVERSAL_WINDOW.total_seconds() * 1000),
-                   "unopened_ms": int(UNOPENED_LIFE.total_seconds() * 1000)}
+                   "unopened_ms": int(LONGEST_WINDOW.total_seconds() * 1000)}
         self._open = redis.register_script(KEEP_LIVE + lua(__file__, "open_ledger"))
         self._close = redis.register_script(KEEP_LIVE + lua(__file__, "close_ledger"))
         self._activate = redis.register_script(KEEP_LIVE + lua(__file__, "activate"))
@@ -145,7 +136,7 @@ class RedisLedgerStore:
 
     async def close_ledger(self, code: str, status: str, successor: str = "",
                            closed_at: datetime | None = None) -> Closed | None:
-        closed_ms = _ms(closed_at or datetime.now(VIETNAM))
+        closed_ms = epoch_ms(closed_at or datetime.now(VIETNAM))
         answer = _decode(await self._close(keys=[self.ledger_key(code)], args=[json.dumps(
             {"status": status, "successor": successor, "closed_ms": closed_ms, "t": self._t})]))
         if answer["outcome"] != "closed":
@@ -191,7 +182,7 @@ class RedisLedgerStore:
                 self._sale_key(command.code, plan.receipt.dispense_id)]
         args = json.dumps({"fingerprint": command.fingerprint(), "receipt": receipt_json(plan.receipt),
                            "record": record_json(plan.record), "dispense_id": plan.receipt.dispense_id,
-                           "today": plan.today.isoformat(), "now_ms": _ms(plan.record.dispensed_at),
+                           "today": plan.today.isoformat(), "now_ms": epoch_ms(plan.record.dispensed_at),
                            "lines": [list(q) for q in plan.quantities], "t": self._t})
         reply = await self._dispense(keys, [args], [events.encode(e) for e in plan.events])
         return _dispense_outcome(_decode(reply))

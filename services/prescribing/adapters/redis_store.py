@@ -14,7 +14,7 @@ from decimal import Decimal
 from services.common.outbox import OutboxLayout, OutboxScript
 from services.common.redis_client import replication_barrier
 from services.common.scripts import lua
-from services.kernel.retention import epoch_ms, live_until, window_end
+from services.kernel.retention import DEFAULT_RETENTION, epoch_ms, live_until, window_end
 from services.prescribing.adapters import documents, events
 from services.prescribing.domain.events import Event
 from services.prescribing.domain.outcomes import (AlreadyCancelled, Collision, Done, Duplicate, InState, Missing,
@@ -23,7 +23,6 @@ from services.prescribing.domain.model import (ActiveMedication, Finding, Issued
                                                StoredPrescription)
 
 SERVICE = "prescribing"
-DEFAULT_RETENTION = timedelta(days=7)   # EPRX_RETENTION_DAYS (services/kernel/retention.py)
 READ_PREFIX = "prescribing:read"
 
 
