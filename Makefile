@@ -12,8 +12,8 @@ PROTOS := $(shell find protos -name '*.proto')
 SUPERVISE := $(PY) deploy/local/supervise.py
 # `make test` runs on its own ports and run folder, so it never disturbs a `make run`.
 TEST_ENV := EPRX_RUN_DIR=$(CURDIR)/.run/test EPRX_KAFKA_PORT=19092 EPRX_KAFKA_CONTROLLER_PORT=19093 \
-            EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=51051 EPRX_PHARMACY_PORT=51052 \
-            EPRX_INSURANCE_PORT=51053 EPRX_FHIR_PORT=51080 EPRX_INSURANCE_INTERNAL_PORT=51063 EPRX_LOG_FORMAT=json
+            EPRX_REDIS_PORT=16380 EPRX_PRESCRIBING_PORT=21051 EPRX_PHARMACY_PORT=21052 \
+            EPRX_INSURANCE_PORT=21053 EPRX_FHIR_PORT=21080 EPRX_INSURANCE_INTERNAL_PORT=21063 EPRX_LOG_FORMAT=json
 
 .PHONY: install protos kafka-jars fhir-validator redis-bin credentials topics run up down status grpcurl toxiproxy ghz demo bench bench-recovery chaos \
         k8s-schemas k8s-validate \

@@ -27,8 +27,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "build" / "gen")]
 
 BENCH_ENV = {
     "EPRX_RUN_DIR": str(ROOT / ".run" / "bench"), "EPRX_KAFKA_PORT": "29092", "EPRX_KAFKA_CONTROLLER_PORT": "29093",
-    "EPRX_REDIS_PORT": "26380", "EPRX_PRESCRIBING_PORT": "52051", "EPRX_PHARMACY_PORT": "52052",
-    "EPRX_INSURANCE_PORT": "52053", "EPRX_INSURANCE_INTERNAL_PORT": "52063", "EPRX_FHIR_PORT": "52080",
+    "EPRX_REDIS_PORT": "26380", "EPRX_PRESCRIBING_PORT": "25051", "EPRX_PHARMACY_PORT": "25052",
+    "EPRX_INSURANCE_PORT": "25053", "EPRX_INSURANCE_INTERNAL_PORT": "25063", "EPRX_FHIR_PORT": "25080", "EPRX_METRICS_BASE_PORT": "25400",
     "EPRX_LOG_LEVEL": "warning", "EPRX_LOG_FORMAT": "json",
     # room for the scale run's million stored prescriptions (the default bound is 1 GB)
     "EPRX_REDIS_MAXMEMORY": os.environ.get("BENCH_REDIS_MAXMEMORY", "16gb"),
@@ -53,7 +53,7 @@ from bench import ghz_curves  # noqa: E402
 from bench.fill import Template, count_prescriptions, fill  # noqa: E402
 from bench.redis_inventory import inventory  # noqa: E402
 
-CEILING_PORT = 52099
+CEILING_PORT = 25099
 PY = sys.executable
 
 

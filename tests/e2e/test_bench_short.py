@@ -19,7 +19,8 @@ def test_a_short_benchmark_reports_every_target_and_keeps_only_live_state(tmp_pa
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--concurrency", "4", "--seconds", "6",
                           "--small", "300", "--large", "900", "--no-ghz", "--no-chart"],
                          capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
-    assert run.returncode == 0, run.stderr[-4000:]
+    # the system's own start-up failure is printed by the supervisor on stdout
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads(run.stdout[run.stdout.rindex('{\n  "when"'):])
     try:
         assert set(report["runs"]) == {"max", "half_10k", "half_1m"}

@@ -23,7 +23,7 @@ from services.pharmacy.domain.dispensing import Applied
 from tests.contract.test_pharmacy_store import command, plan_for, prescription
 from tests.support import eventually, wait_until
 
-PORTS = [46380 + n for n in range(6)]
+PORTS = [26480 + n for n in range(6)]   # below the range of connections' own ports (32768-60999)
 BUS = 1000
 
 
