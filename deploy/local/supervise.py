@@ -494,7 +494,8 @@ def up(settings: CommonSettings, infra_only: bool) -> int:
             pidfile.unlink(missing_ok=True)
             return 1
         time.sleep(0.3)
-    print(f"not ready after 240s; see {log}")
+    print(log.read_text()[-4000:])
+    print(f"not ready after 240s; full log: {log}")
     return 1
 
 
