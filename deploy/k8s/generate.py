@@ -23,6 +23,7 @@ from kafka.admin import ACLOperation, ACLResourcePatternType, ResourceType  # no
 from services.common import topics as topic_catalogue  # noqa: E402
 from services.common.config import CommonSettings  # noqa: E402
 from services.common.kafka_security import ADMIN, PRINCIPALS  # noqa: E402
+from services.common.redis_security import COMPACT_ENCODING  # noqa: E402
 from services.common.topology import SERVICES, application  # noqa: E402
 
 BASE = Path(__file__).resolve().parent / "base"
@@ -150,6 +151,7 @@ def redis() -> list[dict]:
         "cluster-preferred-endpoint-type hostname", "appendonly yes", "appendfsync everysec",
         "include /etc/redis/config/memory.conf", "maxmemory-policy noeviction", "aclfile /etc/redis/users/users.acl",
         "masteruser admin", "include /etc/redis/users/masterauth.conf", "protected-mode no", "dir /data",
+        *(f"{name} {value}" for name, value in COMPACT_ENCODING.items()),
     ]) + "\n"
     hostname = f"$(POD_NAME).{name}.$(POD_NAMESPACE).svc"
     cli = ("redis-cli --tls --cacert /etc/redis/tls/ca.pem --user admin "
