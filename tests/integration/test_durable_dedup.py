@@ -16,11 +16,11 @@ class NoDeadLetters:
         raise AssertionError(f"dead-lettered: {error!r}")
 
 
-def event():
+def event(offset: int = 1, partition: int = 0):
     env = new_envelope(events_pb2.PrescriptionCancelled(code="c", reason="r"), key="c", producer="p",
                        correlation_id="cid", occurred_at=utc_now())
     return SimpleNamespace(value=env.SerializeToString(), headers={},
-                           message=SimpleNamespace(topic="t", partition=0, offset=1)), env.event_id
+                           message=SimpleNamespace(topic="t", partition=partition, offset=offset)), env.event_id
 
 
 def as_service(settings, service):
@@ -37,8 +37,11 @@ async def test_a_restarted_consumer_skips_what_its_predecessor_handled(settings)
         client = as_service(settings, service)
         message, event_id = event()
         consumer = f"{service}-dedup-test"
-        first = EnvelopeProcessor(consumer, DurableDeduplicator(RedisDeduplicator(client, consumer)), NoDeadLetters())
+        durable = RedisDeduplicator(client, consumer)
+        first = EnvelopeProcessor(consumer, DurableDeduplicator(durable), NoDeadLetters())
         assert await first.process(message, handle) == "handled"
+        # Remembered in Redis a moment later, without a call (a batch per 50 ms)
+        await eventually(lambda: client.exists(durable.key(event_id)), timeout=5, message="the id in Redis")
         # A new process: its memory is empty, Redis still knows.
         restarted = EnvelopeProcessor(consumer, DurableDeduplicator(RedisDeduplicator(client, consumer)),
                                       NoDeadLetters())
@@ -62,6 +65,8 @@ async def test_the_record_is_bounded_in_time_and_memory(settings):
     ids = [f"e-{i}" for i in range(25)]
     for event_id in ids:
         await dedup.remember(event_id)
+    assert all([await dedup.seen(event_id) for event_id in ids])  # before they reach Redis too
+    await dedup.flush()
     assert len(dedup._recent._ids) == 10                       # memory holds the 10 most recent
     assert all([await dedup.seen(event_id) for event_id in ids])  # Redis answers for the rest
     ttl = await client.pttl(durable.key(ids[0]))
@@ -69,4 +74,56 @@ async def test_the_record_is_bounded_in_time_and_memory(settings):
     await eventually(lambda: _gone(client, durable.key(ids[0])), timeout=10, message="the id's key expired")
     fresh = DurableDeduplicator(durable, capacity=10)
     assert not await fresh.seen(ids[0])                        # expired: gone from Redis
+    await client.aclose()
+
+
+class Counting:
+    """The real client, counting the EXISTS questions this de-duplicator asks (the server's own
+    counters would also count whatever else runs against it meanwhile)."""
+
+    def __init__(self, client):
+        self._client, self.asked = client, 0
+
+    async def exists(self, *keys):
+        self.asked += 1
+        return await self._client.exists(*keys)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+async def test_redis_is_asked_only_where_another_process_may_have_handled_the_event(settings):
+    """A partition read without a gap needs no question to Redis; the first event after a
+    start, a gap or a duplicate does, and what another process handled is skipped."""
+    client = Counting(as_service(settings, "pharmacy"))
+    consumer = f"pharmacy-dedup-gapless-{utc_now().timestamp()}"
+    durable = RedisDeduplicator(client, consumer)
+    # Another process handled these two (offsets 5 and 6 of partition 0), then stopped.
+    earlier = [event(5), event(6)]
+    await durable.remember_all([event_id for _, event_id in earlier])
+    handled = []
+
+    async def handle(envelope):
+        handled.append(envelope.event_id)
+
+    dedup = DurableDeduplicator(durable)
+    processor = EnvelopeProcessor(consumer, dedup, NoDeadLetters())
+    assert [await processor.process(m, handle) for m, _ in earlier] == ["duplicate", "duplicate"]
+    fresh = [event(offset) for offset in range(7, 107)]
+    assert {await processor.process(m, handle) for m, _ in fresh} == {"handled"}
+    # two duplicates and the first event after them asked Redis; the 99 that followed did not
+    assert client.asked == 3
+    # a gap (offsets 107-109 were never seen here) and another partition: asked again
+    assert await processor.process(event(110)[0], handle) == "handled"
+    assert await processor.process(event(1, partition=1)[0], handle) == "handled"
+    assert client.asked == 5
+    # after a revocation the next event is asked about too
+    dedup.forget_positions()
+    assert await processor.process(event(111)[0], handle) == "handled"
+    assert client.asked == 6
+    # every handled id reaches Redis in batches: a new process skips each of them
+    await dedup.flush()
+    restarted = EnvelopeProcessor(consumer, DurableDeduplicator(durable), NoDeadLetters())
+    assert {await restarted.process(m, handle) for m, _ in fresh} == {"duplicate"}
+    assert len(handled) == 103
     await client.aclose()
