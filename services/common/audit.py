@@ -13,6 +13,7 @@ the prescription, the time, the correlation id and the outcome.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -38,10 +39,17 @@ class Audited:
 
 
 class Auditor:
-    """Appends access records to the service's outbox (the relay ships them to rx.audit.v1)."""
+    """Appends access records to the service's outbox (the relay ships them to rx.audit.v1).
+
+    Records of concurrent calls share a round trip (group commit): one record goes to Redis at
+    once; those that come while it is on its way go together in one pipeline when it is back.
+    Each call still waits until its own record is kept, and fails if it was not."""
 
     def __init__(self, redis, layout: OutboxLayout, pseudonyms, clock=lambda: datetime.now(timezone.utc)):
         self._redis, self._layout, self._pseudonyms, self._clock = redis, layout, pseudonyms, clock
+        self._waiting: list[tuple[str, dict, asyncio.Future]] = []
+        self._writing = False
+        self._writer: asyncio.Task | None = None
 
     async def record(self, *, method: str, audited: Audited, caller, request, response, outcome: str,
                      correlation_id: str) -> None:
@@ -63,8 +71,37 @@ class Auditor:
         record = to_record(new_envelope(access, key=key, producer=self._layout.service, correlation_id=correlation_id,
                                         occurred_at=now), AUDIT)
         stream = self._layout.stream(self._layout.shard_of(key))
-        await self._redis.xadd(stream, {"event_id": record.event_id, "topic": record.topic, "key": record.key,
-                                        "headers": encode_headers(record.headers), "value": record.value})
+        kept = asyncio.get_running_loop().create_future()
+        self._waiting.append((stream, {"event_id": record.event_id, "topic": record.topic, "key": record.key,
+                                       "headers": encode_headers(record.headers), "value": record.value}, kept))
+        if not self._writing:
+            self._writing = True
+            self._writer = asyncio.ensure_future(self._write_waiting())
+        await kept
+
+    async def _write_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    if len(batch) == 1:
+                        results: list = [await self._redis.xadd(batch[0][0], batch[0][1])]
+                    else:
+                        async with self._redis.pipeline(transaction=False) as pipe:
+                            for stream, fields, _ in batch:
+                                pipe.xadd(stream, fields)
+                            results = await pipe.execute(raise_on_error=False)
+                except Exception as exc:   # the connection: none of them kept
+                    results = [exc] * len(batch)
+                for (_, _, kept), result in zip(batch, results):
+                    if kept.done():         # its call was cancelled meanwhile
+                        continue
+                    if isinstance(result, BaseException):
+                        kept.set_exception(result)
+                    else:
+                        kept.set_result(None)
+        finally:
+            self._writing = False
 
     async def aclose(self) -> None:
         await self._redis.aclose()
