@@ -36,3 +36,24 @@ def test_the_public_file_holds_no_private_key(tmp_path):
     secret = json.loads(private_doc)["keys"]["k1"]
     assert secret not in public_doc
     assert (tmp_path / signatures.PRIVATE_FILE).stat().st_mode & 0o077 == 0
+
+
+def test_a_document_verifier_remembers_answers_by_the_exact_bytes(tmp_path):
+    signatures.ensure_keys(tmp_path, ["k1"])
+    private, public = signatures.load_private_keys(tmp_path), signatures.load_public_keys(tmp_path)
+    rx = prescription()
+    signatures.sign(rx, "k1", private["k1"])
+    document = rx.SerializeToString(deterministic=True)
+    tampered = bytearray(document)
+    tampered[document.index(b"N02BE01")] = ord("X")
+    checks = []
+    verifier = signatures.DocumentVerifier(public, remembered=3)
+    real_check = verifier._check
+    verifier._check = lambda doc: checks.append(doc) or real_check(doc)
+    assert [verifier.verify(document) for _ in range(5)] == [True] * 5
+    assert len(checks) == 1                                   # checked once, then remembered
+    assert not verifier.verify(bytes(tampered))               # a byte changed: checked, and refused
+    assert not verifier.verify(b"not a prescription")
+    assert verifier.verify(document) and len(checks) == 3     # still remembered (the three most recent)
+    verifier.verify(b"x"), verifier.verify(b"y"), verifier.verify(b"z")   # the bound pushes it out
+    assert verifier.verify(document) and len(checks) == 7     # checked again
