@@ -382,8 +382,8 @@ def quiesce(settings: CommonSettings, *, below_percent: float = 50.0, limit_s: f
     """Waits until the system is quiet (every process together under `below_percent` of one core
     for 2 s: what an earlier phase or a fill left, such as Redis rewriting its AOF, is done), so
     that a phase measures itself; returns how long that took. An idle system uses about a third
-    of a core: the workers' consumers fetch every EPRX_FETCH_WAIT_MS (10) even with nothing to
-    read."""
+    of a core: the workers' consumers fetch every 10-50 ms (EPRX_FETCH_WAIT_MS) even with
+    nothing to read."""
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
         before = process_stats(settings)

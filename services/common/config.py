@@ -33,7 +33,7 @@ class Env:
             return default
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def integer(self, name: str, default, *, minimum: int = 0, maximum: int | None = None):
         value = self.raw(name)
         if value is None:
             return default
@@ -123,8 +123,11 @@ class CommonSettings:
     producer_linger_ms: int = 5     # how long a worker's producer waits to batch records into one request
     retention_days: int = 7         # Redis keeps a prescription's live state this long after it can no longer
                                     # be dispensed or reversed (the topics keep the history)
-    relay_gather_ms: int = 10       # how long a relay waits after its first entry for more to ship with it
-    fetch_wait_ms: int = 10         # how long the broker may hold a worker's fetch to gather fetch_min_bytes
+    # How long a relay waits after its first entry for more to ship with it, and how long the
+    # broker may hold a worker's fetch to gather fetch_min_bytes. None: the process's own default,
+    # from the latency its events are allowed (outbox_relay.GATHER_MS, each worker's FETCH_WAIT_MS).
+    relay_gather_ms: int | None = None
+    fetch_wait_ms: int | None = None
     fetch_min_bytes: int = 65536    # what a worker's fetch waits for (or fetch_wait_ms), instead of any record
     access_log_every: int = 100     # one access line per this many OK calls (every refusal and failure logged)
     health_port: int = 0            # a gRPC service's health statuses in plaintext (kubelet probes); 0: none
@@ -227,8 +230,8 @@ class CommonSettings:
             access_log_every=env.integer("ACCESS_LOG_EVERY", 100, minimum=1, maximum=1_000_000),
             producer_linger_ms=env.integer("PRODUCER_LINGER_MS", 5, minimum=0, maximum=1000),
             retention_days=env.integer("RETENTION_DAYS", 7, minimum=1, maximum=3650),
-            relay_gather_ms=env.integer("RELAY_GATHER_MS", 10, minimum=0, maximum=1000),
-            fetch_wait_ms=env.integer("FETCH_WAIT_MS", 10, minimum=0, maximum=1500),
+            relay_gather_ms=env.integer("RELAY_GATHER_MS", None, minimum=0, maximum=1000),
+            fetch_wait_ms=env.integer("FETCH_WAIT_MS", None, minimum=0, maximum=1500),
             fetch_min_bytes=env.integer("FETCH_MIN_BYTES", 65536, minimum=1, maximum=50 * 2**20),
             redis_tls=env.choice("REDIS_TLS", "0", ("0", "1")) == "1",
             redis_cluster=cluster,

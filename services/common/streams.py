@@ -34,8 +34,11 @@ Handler = Callable[[Any], Awaitable[None]]  # takes a decoded EventEnvelope
 HEARTBEAT_SECONDS = 5.0   # a worker's liveness file is touched this often while its loop turns
 
 
-def create_app(name: str, settings: CommonSettings, *, principal: str | None = None, **overrides: Any) -> faust.App:
-    """A Faust app for service `name`, on Kafka as `principal` (default: the service's own)."""
+def create_app(name: str, settings: CommonSettings, *, principal: str | None = None, fetch_wait_ms: int = 10,
+               **overrides: Any) -> faust.App:
+    """A Faust app for service `name`, on Kafka as `principal` (default: the service's own).
+    `fetch_wait_ms`: how long an event may wait at the broker to come with others, from the
+    latency the worker's events are allowed (EPRX_FETCH_WAIT_MS overrides it)."""
     brokers = [f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")]
     config: dict[str, Any] = dict(
         broker=brokers,
@@ -68,7 +71,8 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
     if credentials is not None:
         config["broker_credentials"] = credentials
     config.update(overrides)
-    _FETCH.update(min_bytes=settings.fetch_min_bytes, max_wait_ms=settings.fetch_wait_ms)
+    _FETCH.update(min_bytes=settings.fetch_min_bytes,
+                  max_wait_ms=fetch_wait_ms if settings.fetch_wait_ms is None else settings.fetch_wait_ms)
     (settings.run_dir / "faust" / f"eprx-{name}" / f"replica-{settings.replica}").mkdir(parents=True, exist_ok=True)
     app = faust.App(f"eprx-{name}", **config)
 

@@ -13,6 +13,9 @@ from services.pharmacy.config import Settings
 from services.pharmacy.domain.events import PrescriptionClosed, PrescriptionIssued
 from services.pharmacy.handlers import Pharmacy
 
+# A prescription must be visible at a pharmacy within 100 ms of its issue at p99: the
+# ledger's events wait at the broker this long at most to come with others (issue 15).
+FETCH_WAIT_MS = 10
 CONSUMER = "pharmacy-ledger"
 
 
@@ -28,7 +31,7 @@ def ledger_projection(handlers: Pharmacy):
 
 
 def build(settings: Settings) -> faust.App:
-    app = create_app("pharmacy", settings.common)
+    app = create_app("pharmacy", settings.common, fetch_wait_ms=FETCH_WAIT_MS)
 
     @app.agent(source_topic(app, PRESCRIPTIONS), name="pharmacy-build-ledger")
     async def build_ledger(stream):

@@ -14,6 +14,9 @@ from services.prescribing.config import Settings
 from services.prescribing.domain.events import DispenseRecorded, DispensingClosed, PrescriptionChanged
 from services.prescribing.handlers import Prescribing
 
+# The projections have no latency promised beyond a person's pace (a prescriber's next
+# look at the list): an event may wait at the broker to come with others (issue 15).
+FETCH_WAIT_MS = 50
 CONSUMER = "prescribing-projections"
 
 
@@ -31,7 +34,7 @@ def projection(handlers: Prescribing):
 
 
 def build(settings: Settings) -> faust.App:
-    app = create_app("prescribing", settings.common)
+    app = create_app("prescribing", settings.common, fetch_wait_ms=FETCH_WAIT_MS)
 
     async def consume(stream):
         # The projections are idempotent too (versions, applied-event sets): the durable

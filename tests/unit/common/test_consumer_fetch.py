@@ -21,6 +21,19 @@ async def test_the_worker_consumer_waits_for_a_fuller_fetch(monkeypatch, tmp_pat
     assert consumer._max_partition_fetch_bytes == app.conf.consumer_max_fetch_size
 
 
+async def test_unset_each_worker_waits_what_its_events_can_afford(monkeypatch, tmp_path):
+    monkeypatch.setenv("EPRX_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("EPRX_PLAINTEXT_DEV", "1")
+    monkeypatch.delenv("EPRX_FETCH_WAIT_MS", raising=False)
+    settings = CommonSettings.from_env()
+    waits = {}
+    for name, budget in (("unit-fetch-visible", 10), ("unit-fetch-claims", 50)):
+        app = create_app(name, settings, fetch_wait_ms=budget)
+        consumer = faust_aiokafka.AIOKafkaConsumerThread(app.consumer)._create_worker_consumer(app.transport)
+        waits[name] = consumer._fetch_max_wait_ms
+    assert waits == {"unit-fetch-visible": 10, "unit-fetch-claims": 50}
+
+
 def test_the_settings_refuse_a_wait_past_faust_s_own():
     import pytest
     from services.common.config import ConfigError
