@@ -183,17 +183,27 @@ class OutboxRelay:
         self._bury(dead)
         self._crash_point("relay.after_produce")
         trimmed = 0
-        for stream, ids in acknowledged.items():
-            if not ids:
-                continue
+        ready = [(stream, ids) for stream, ids in acknowledged.items() if ids]
+        for (stream, ids), removed in zip(ready, self._trim_all(ready)):
             shard = self._shard_of_stream[stream]
-            removed = self._trim(keys=[self._layout.lease(shard), stream], args=[self._owner, *ids])
             if removed < 0:
                 log.warning("outbox.lease_lost", shard=shard, shipped_not_trimmed=len(ids))
                 self._owned = [s for s in self._owned if s != shard]
                 continue
             trimmed += len(ids)
         return trimmed
+
+    def _trim_all(self, ready: list[tuple[str, list]]) -> list[int]:
+        """Trims what Kafka acknowledged from each stream, if its lease is still ours: one round
+        trip for every shard of the round (one per shard on a Cluster, where shards live apart)."""
+        calls = [([self._layout.lease(self._shard_of_stream[stream]), stream], [self._owner, *ids])
+                 for stream, ids in ready]
+        if self._cluster or len(calls) < 2:
+            return [self._trim(keys=keys, args=args) for keys, args in calls]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                self._trim(keys=keys, args=args, client=pipe)
+            return pipe.execute()
 
     def _still_held(self, shards: list[int]) -> set[int]:
         """The shards whose lease the caller holds now (renewed), of those it read. With replicas

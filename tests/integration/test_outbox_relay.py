@@ -303,3 +303,38 @@ def test_what_arrives_while_a_relay_gathers_ships_in_the_same_round(settings, re
     assert (shipped_first_round, rounds) == ((2, 1) if rounds_expected == 1 else (1, 2))
     shipped = [decode(r.value).event_id for r in read_topic(settings.kafka_access("admin"), topic, at_least=2)]
     assert shipped == [first.event_id, second.event_id]
+
+
+async def test_a_round_over_several_shards_trims_each_it_still_holds_in_one_round_trip(settings, redis_async,
+                                                                                     redis_sync, make_topic):
+    """The trims of a round's shards go in one pipeline (issue 15); each is still fenced by its
+    own lease: a shard taken over between the send and the trim keeps its entries for its new
+    owner, the others are trimmed."""
+    topic = make_topic("trim-all", partitions=1)
+    layout = OutboxLayout(f"t{uuid.uuid4().hex[:8]}", 4)
+    keys, shards = [], set()
+    while len(shards) < 4:                       # one key per shard
+        key = f"01234{uuid.uuid4().hex[:7]}-c"
+        if layout.shard_of(key) not in shards:
+            shards.add(layout.shard_of(key))
+            keys.append(key)
+    await write_events(redis_async, layout, topic, keys, per_key=5)
+    taken = layout.shard_of(keys[2])
+    later = {}
+
+    def take_over(point):
+        if point == "relay.after_produce" and "b" not in later:
+            redis_sync.delete(layout.lease(taken))
+            later["b"] = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "relay-b"), layout,
+                                     owner="relay-b")
+            assert later["b"].owned_shards() == [taken]
+    relay_a = OutboxRelay(redis_sync, kafka_producer(settings.kafka_access("admin"), "relay-a"), layout,
+                          owner="relay-a", crash_point=take_over)
+    pipelines = []
+    real_pipeline = redis_sync.pipeline
+    relay_a._redis = type("Counting", (), {"__getattr__": lambda self, name: getattr(redis_sync, name),
+                                           "pipeline": lambda self, **kw: pipelines.append(kw) or real_pipeline(**kw)})()
+    assert relay_a.run_once() == 15              # three shards' five entries each
+    assert len(pipelines) == 2                   # the lease renewals, then the trims: one round trip each
+    assert {s: redis_sync.xlen(layout.stream(s)) for s in range(4)} == {s: 5 if s == taken else 0 for s in range(4)}
+    assert sorted(relay_a.owned_shards()) == sorted(set(range(4)) - {taken})
