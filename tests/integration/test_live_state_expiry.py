@@ -246,3 +246,30 @@ async def test_the_insurer_keeps_a_prescription_a_claim_and_a_year_only_while_th
         await store.save_adjudication(older, (today.year - 1, YearState(50, None, None)))
         assert await client.pexpiretime("insurance:accumulator:{m-1}") == year_end
         assert await client.exists("insurance:claim:c-0") == 0        # its sale's reversal window ended long ago
+
+
+async def test_a_visit_is_kept_while_its_prescriptions_can_be_sold_or_reversed_and_is_packed():
+    """A visit's sales count toward its threshold as long as a prescription of it (issued on its
+    day, valid LONGEST_WINDOW at most) can be sold or reversed; it was kept 400 days."""
+    from services.insurance.adapters.redis_store import RedisInsuranceStore
+    from services.insurance.domain.adjudication import Adjudication
+    from services.insurance.domain.state import VisitState
+    from services.kernel.calendar import local_day
+    from services.kernel.retention import epoch_ms, live_until
+
+    async with empty_redis_database(DB) as client:
+        store = RedisInsuranceStore(client, RETENTION)
+        now = datetime.now(timezone.utc)
+        today = local_day(now)
+        visit = VisitState(today - timedelta(days=10), 250_000, now.isoformat())
+        await store.save_adjudication(Adjudication("c-2", "m-2", "approved", now, dispensed_on=today),
+                                      visit=("rx:01001ccccccc-c", visit))
+        key = "insurance:visit:{m-2}:rx:01001ccccccc-c"
+        assert await client.pexpiretime(key) == epoch_ms(live_until(visit.day + UNOPENED_LIFE, RETENTION))
+        assert await store.visit("m-2", "rx:01001ccccccc-c") == visit
+        assert (await client.get(key))[:1] != b"{"                      # packed, not plain JSON
+        # a visit whose prescriptions are all long past is not kept
+        await store.save_adjudication(Adjudication("c-3", "m-2", "approved", now, dispensed_on=today),
+                                      visit=("rx:01001dddddd-c", VisitState(today - timedelta(days=200), 0,
+                                                                             now.isoformat())))
+        assert await client.exists("insurance:visit:{m-2}:rx:01001dddddd-c") == 0

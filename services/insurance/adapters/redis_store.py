@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, fields
 from datetime import date, datetime, timedelta, timezone
 
+from services.common.packed import pack, unpack
 from services.common.scripts import lua
 from services.kernel.calendar import local_day
 from services.kernel.retention import DEFAULT_RETENTION, LONGEST_WINDOW, epoch_ms, live_until, window_end
@@ -19,7 +20,7 @@ from services.insurance.domain.alerts import WINDOW, ControlledPrescription
 from services.insurance.domain.identifiers import Identifier
 from services.insurance.domain.model import CardPeriod, Member
 from services.insurance.domain.prescriptions import Patient, PrescriptionFacts, Visit
-from services.insurance.domain.state import VISIT_KEPT, VisitState, YearState
+from services.insurance.domain.state import VisitState, YearState
 
 P = "insurance"
 QUOTE_TTL_SECONDS = 30 * 24 * 3600
@@ -45,25 +46,25 @@ def _member_from_json(raw: bytes) -> Member:
                   cards, optional(d["copay_exempt_from"]), optional(d["five_years_from"]))
 
 
-def _adjudication_json(a: Adjudication) -> str:
+def _adjudication_packed(a: Adjudication) -> bytes:
     doc = {f.name: getattr(a, f.name) for f in fields(a)}
     doc["adjudicated_at"] = a.adjudicated_at.isoformat()
     doc["dispensed_on"] = a.dispensed_on.isoformat() if a.dispensed_on else None
     doc["lines"] = [asdict(line) for line in a.lines]
-    return json.dumps(doc, sort_keys=True, ensure_ascii=False)
+    return pack(doc)
 
 
-def _adjudication_from_json(raw: bytes) -> Adjudication:
-    d = json.loads(raw)
+def _adjudication_of(raw: bytes) -> Adjudication:
+    d = unpack(raw)
     d["adjudicated_at"] = datetime.fromisoformat(d["adjudicated_at"])
     d["dispensed_on"] = date.fromisoformat(d["dispensed_on"]) if d["dispensed_on"] else None
     d["lines"] = tuple(LineDecision(**line) for line in d["lines"])
     return Adjudication(**d)
 
 
-def facts_json(f: PrescriptionFacts) -> str:
+def facts_packed(f: PrescriptionFacts) -> bytes:
     v = f.visit
-    return json.dumps({"code": f.code, "facility_code": f.facility_code, "citizen_id": f.patient.citizen_id,
+    return pack({"code": f.code, "facility_code": f.facility_code, "citizen_id": f.patient.citizen_id,
                        "card": f.patient.card, "lines": [list(line) for line in f.lines],
                        "visit": [v.key, v.other_costs_vnd, v.day.isoformat() if v.day else None,
                                  v.stated_at.isoformat()], "not_available": sorted(f.not_available),
@@ -71,7 +72,7 @@ def facts_json(f: PrescriptionFacts) -> str:
 
 
 def facts_of(raw) -> PrescriptionFacts:
-    d = json.loads(raw)
+    d = unpack(raw)
     key, costs, day, stated_at = d["visit"]
     return PrescriptionFacts(d["code"], d["facility_code"], Patient(d["citizen_id"], d["card"]),
                              tuple(tuple(line) for line in d["lines"]),
@@ -133,13 +134,13 @@ class RedisInsuranceStore:
 
     async def save_quote(self, quote_id: str, member_id: str, lines: list[QuotedLine]) -> None:
         doc = {"member_id": member_id, "lines": [asdict(line) for line in lines]}
-        await self.redis.set(f"{P}:quote:{quote_id}", json.dumps(doc), ex=QUOTE_TTL_SECONDS)
+        await self.redis.set(f"{P}:quote:{quote_id}", pack(doc), ex=QUOTE_TTL_SECONDS)
 
     async def quote(self, quote_id: str) -> dict[int, QuotedLine] | None:
         raw = await self.redis.get(f"{P}:quote:{quote_id}") if quote_id else None
         if raw is None:
             return None
-        return {line["line_number"]: QuotedLine(**line) for line in json.loads(raw)["lines"]}
+        return {line["line_number"]: QuotedLine(**line) for line in unpack(raw)["lines"]}
 
     # Claims (read model) and the accumulator mirror
 
@@ -150,7 +151,7 @@ class RedisInsuranceStore:
         sold_on = adjudication.dispensed_on or local_day(adjudication.adjudicated_at)
         async with self.redis.pipeline(transaction=False) as pipe:
             # live state only: a claim can change until its sale's reversal window ends
-            pipe.set(f"{P}:claim:{adjudication.claim_id}", _adjudication_json(adjudication),
+            pipe.set(f"{P}:claim:{adjudication.claim_id}", _adjudication_packed(adjudication),
                      pxat=epoch_ms(live_until(sold_on, self.retention)))
             if year is not None:
                 key = f"{P}:accumulator:{{{adjudication.member_id}}}"
@@ -160,8 +161,10 @@ class RedisInsuranceStore:
                 pipe.pexpireat(key, kept, nx=True)
                 pipe.pexpireat(key, kept, gt=True)
             if visit is not None:
-                pipe.set(self._visit_key(adjudication.member_id, visit[0]), json.dumps(visit[1].to_json()),
-                         ex=int(VISIT_KEPT.total_seconds()))
+                # live state only: the visit's prescriptions (issued on its day) can be sold at
+                # most LONGEST_WINDOW after it, then reversed for a day
+                pipe.set(self._visit_key(adjudication.member_id, visit[0]), pack(visit[1].to_json()),
+                         pxat=epoch_ms(live_until(visit[1].day + LONGEST_WINDOW, self.retention)))
             await pipe.execute()
 
     @staticmethod
@@ -170,11 +173,11 @@ class RedisInsuranceStore:
 
     async def visit(self, member_id: str, key: str) -> VisitState | None:
         raw = await self.redis.get(self._visit_key(member_id, key))
-        return VisitState.from_json(json.loads(raw)) if raw else None
+        return VisitState.from_json(unpack(raw)) if raw else None
 
     async def adjudication(self, claim_id: str) -> Adjudication | None:
         raw = await self.redis.get(f"{P}:claim:{claim_id}")
-        return _adjudication_from_json(raw) if raw else None
+        return _adjudication_of(raw) if raw else None
 
     async def year(self, member_id: str, year: int) -> YearState | None:
         raw = await self.redis.hget(f"{P}:accumulator:{{{member_id}}}", str(year))
@@ -186,7 +189,7 @@ class RedisInsuranceStore:
         """Kept until a claim of it can no longer come (a retention after its window and a last
         sale's reversal); without a known window, LONGEST_WINDOW after it was issued."""
         last_day = facts.valid_until or (local_day(facts.visit.stated_at) + LONGEST_WINDOW)
-        await self.redis.set(f"{P}:rx:{facts.code}", facts_json(facts),
+        await self.redis.set(f"{P}:rx:{facts.code}", facts_packed(facts),
                              pxat=epoch_ms(live_until(last_day, self.retention)))
 
     async def prescription(self, code: str) -> PrescriptionFacts | None:
