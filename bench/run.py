@@ -506,7 +506,7 @@ async def main_async(args) -> dict:
         template = Template.take(r)
         scale: dict = {"note": "stored prescriptions beyond the runs' own are copies of the sustained run's "
                                "per-prescription Redis keys (bench/fill.py)"}
-        half_rate = max(1.0, round(runs["max"]["lifecycles_per_s_sustained"] / 2, 1))
+        half_rate = args.half_rate or max(1.0, round(runs["max"]["lifecycles_per_s_sustained"] / 2, 1))
         next_copy = 1
         for key, stored in (("half_10k", args.small), ("half_1m", args.large)):
             if not stored:
@@ -606,6 +606,9 @@ def main() -> int:
     parser.add_argument("--no-ghz", dest="ghz", action="store_false", help="skip ghz's latency curves")
     parser.add_argument("--no-chart", dest="chart", action="store_false",
                         help="no PNG (matplotlib comes with requirements-bench.txt, which `make bench` installs)")
+    parser.add_argument("--half-rate", type=float, default=float(os.environ.get("BENCH_HALF_RATE", 0)) or None,
+                        help="lifecycles/s of the open-loop phases instead of half the sustained maximum "
+                             "(to compare two versions at the same work)")
     parser.add_argument("--arrival-ms", type=float, default=float(os.environ.get("BENCH_ARRIVAL_MS", 100)),
                         help="how long after the issue a patient's pharmacy looks the prescription up")
     args = parser.parse_args()
