@@ -183,7 +183,8 @@ async def write(store, image: LedgerImage, members: dict[str, str], now: datetim
     rx, redis = image.prescription, store.redis
     ledger = store.ledger_key(rx.code)
     await redis.delete(ledger)
-    if live_until(image, store.retention) <= now:
+    until = live_until(image, store.retention)
+    if until <= now:
         return False
     await store.open_ledger(rx, image.carried, settled=image.settled)
     async with redis.pipeline(transaction=True) as pipe:
@@ -214,6 +215,10 @@ async def write(store, image: LedgerImage, members: dict[str, str], now: datetim
                     "remaining": json.dumps({str(n): q for n, q in image.snapshots[sale.dispense_id].items()})})
         if deps:
             pipe.hset(ledger, "deps", json.dumps(deps))
+        # each key gets its expiry in the same transaction as its fields: a rebuild stopped after
+        # it leaves nothing kept forever (keep_live below sets the same, by the same rule)
+        for key in deps:
+            pipe.pexpireat(key, retention_rules.epoch_ms(until))
         await pipe.execute()
     await store.keep_live(rx.code)
     return True

@@ -133,3 +133,28 @@ async def test_a_patient_list_keeps_the_newest_version_of_each_entry(backend):
     await store.put_medications(key, [replace(medication("01001aaaaaaa-c", 7))], version=3)  # same version: rewritten
     assert (await store.medications(key))[1].dispensed == 7
     assert await store.medications("cccd:000000000000") == []
+
+
+async def test_the_pharmacies_final_count_lands_on_a_known_prescription_only(backend):
+    store, first = backend.store, issued()
+    await issue(store, first)
+    code = first.prescription.code
+    assert await store.close_dispensing(code, {1: 12})
+    assert (await store.get(code)).closed_dispensed == {1: 12}
+    assert await store.close_dispensing(code, {1: 15})               # a later count replaces it
+    assert (await store.get(code)).progress() == [(1, 20, 15)]
+    missing = f"01001{uuid.uuid4().hex[:7]}-c"
+    assert not await store.close_dispensing(missing, {1: 3})         # gone (expired) or never known:
+    assert await store.get(missing) is None                          # nothing is written back
+
+
+async def test_a_final_count_keeps_the_record_s_expiry():
+    from tests.support import empty_redis_database
+    async with empty_redis_database(CONTRACT_DB) as client:
+        store, first = RedisBackend(client).store, issued()
+        await issue(store, first)
+        key = store._rx_key(first.prescription.code)
+        expiry = await client.pexpiretime(key)
+        assert expiry > 0
+        assert await store.close_dispensing(first.prescription.code, {1: 4})
+        assert await client.pexpiretime(key) == expiry

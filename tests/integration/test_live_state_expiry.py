@@ -6,6 +6,8 @@ Redis expires by its own clock, so the dates here are relative to now."""
 from __future__ import annotations
 
 import uuid
+
+import pytest
 from datetime import datetime, timedelta, timezone
 
 from eprescription.common.v1 import common_pb2
@@ -141,6 +143,30 @@ def test_the_rebuild_puts_back_only_ledgers_still_live_by_the_same_rule():
     assert live_until(sold, RETENTION) == sale.at + REVERSAL_WINDOW + RETENTION
     old = LedgerImage(prescription(-8), "cancelled", "", True, {}, {1: 20, 2: 10}, False, [], {})
     assert live_until(old, RETENTION) < now
+
+
+async def test_a_rebuild_stopped_after_its_write_leaves_no_sale_kept_forever():
+    """The rebuild writes a ledger's sales and retry records with their expiry in one
+    transaction; the ledger's own expiry step after it may never run (the rebuild killed)."""
+    from services.pharmacy.domain.model import Receipt
+    from services.pharmacy.rebuild import write
+
+    async with empty_redis_database(DB) as client:
+        store, rx = RedisLedgerStore(client, shards=4, retention=RETENTION), prescription(5)
+        now = datetime.now(timezone.utc)
+        sale = Sale("d-1", "pharmacy-a", now, "", (SoldLine(1, "A", 5, 1000, False),), "key-1", "fp-1",
+                    Receipt("d-1", "", ()))
+        image = LedgerImage(rx, "active", "", True, {}, {1: 15, 2: 10}, False, [sale], {"d-1": {1: 15, 2: 10}})
+
+        async def killed(code):
+            raise KeyboardInterrupt("stopped before the ledger's expiry step")
+        store.keep_live = killed
+        with pytest.raises(KeyboardInterrupt):
+            await write(store, image, {}, now)
+        expected = ms(live_until(image, RETENTION))
+        keys = [store._sale_key(rx.code, "d-1"), store._idem_key(rx.code, "pharmacy-a", "key-1")]
+        assert [await client.exists(k) for k in keys] == [1, 1]
+        assert [await client.pexpiretime(k) for k in keys] == [expected, expected]
 
 
 def ms_of(delta: timedelta) -> int:

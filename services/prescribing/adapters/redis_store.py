@@ -54,6 +54,7 @@ class RedisPrescriptionStore:
         self._cancel = OutboxScript(redis, shared + lua(__file__, "cancel"))
         self._apply_dispense = redis.register_script(lua(__file__, "apply_dispense"))
         self._put_entries = redis.register_script(lua(__file__, "put_entries"))
+        self._close_dispensing = redis.register_script(lua(__file__, "close_dispensing"))
 
     def _shard(self, facility_code: str) -> int:
         return self.layout.shard_of(facility_code.lower())
@@ -134,12 +135,8 @@ class RedisPrescriptionStore:
                                   fields.get(b"replaced_by", b"").decode(), dispensed, int(fields.get(b"v", 0)), closed)
 
     async def close_dispensing(self, code: str, dispensed: dict[int, int]) -> bool:
-        key = self._rx_key(code)
-        if not await self._redis.exists(key):
-            return False
-        mapping = {"closed": "1", **{f"f:{n}": q for n, q in dispensed.items()}}
-        await self._redis.hset(key, mapping=mapping)
-        return True
+        fields = ["closed", "1", *(item for n, q in dispensed.items() for item in (f"f:{n}", q))]
+        return bool(await self._close_dispensing(keys=[self._rx_key(code)], args=fields))
 
     async def apply_dispense(self, *, event_id: str, code: str, sign: int, lines: list[tuple[int, int]]) -> str:
         """applied, seen (this event was applied before) or missing (no such prescription)."""
