@@ -52,10 +52,9 @@ class Pharmacy:
     async def dispense(self, command: DispenseMedication) -> DispenseResult:
         dispensing.check_dispense_request(command)
         store = self.deps.store
-        prior = await store.prior(command.code, command.pharmacy, command.idempotency_key)
+        prior, ledger = await store.prior_and_ledger(command.code, command.pharmacy, command.idempotency_key)
         if prior is not None:
             return dispensing.replay(command, prior)
-        ledger = await store.ledger(command.code)
         checked = dispensing.check_dispense(
             command, ledger, drugs=self.deps.drugs, now=self.deps.clock(),
             signature_valid=ledger is not None and self.deps.signatures.verify(ledger.prescription.document))

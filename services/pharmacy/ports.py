@@ -45,6 +45,10 @@ class LedgerStore(Protocol):
 
     async def prior(self, code: str, pharmacy: str, key: str) -> PriorDispense | None: ...
 
+    async def prior_and_ledger(self, code: str, pharmacy: str, key: str) -> tuple[PriorDispense | None,
+                                                                                   Ledger | None]:
+        """Both of the above at once (a sale needs both; one round trip)."""
+
     async def dispense(self, plan: DispensePlan) -> DispenseOutcome: ...
 
     async def dispense_record(self, code: str, dispense_id: str) -> DispenseRecord | None: ...

@@ -192,3 +192,18 @@ async def test_a_price_beyond_what_lua_numbers_hold_is_kept_exactly(backend):
     prior = await store.prior(rx.code, "pharmacy-a", "k")
     assert prior.receipt.patient_total_vnd == 2**62
     assert (await store.dispense_record(rx.code, plan.receipt.dispense_id)).lines[0].unit_price_vnd == 2**62
+
+
+async def test_a_sale_reads_its_retry_record_and_its_ledger_at_once(backend):
+    store, rx = backend.store, prescription()
+    assert await store.prior_and_ledger(rx.code, "pharmacy-a", "k-1") == (None, None)      # nothing yet
+    await store.open_ledger(rx)
+    cmd = command(rx.code, (1, "A", 5), key="k-1")
+    prior, ledger = await store.prior_and_ledger(rx.code, "pharmacy-a", "k-1")
+    assert prior is None and ledger == await store.ledger(rx.code)
+    plan = await plan_for(store, cmd)
+    await store.dispense(plan)
+    prior, ledger = await store.prior_and_ledger(rx.code, "pharmacy-a", "k-1")
+    assert prior == await store.prior(rx.code, "pharmacy-a", "k-1") and prior.receipt == plan.receipt
+    assert ledger.remaining == {1: 15, 2: 10}
+    assert (await store.prior_and_ledger(rx.code, "pharmacy-b", "k-1"))[0] is None   # the key is per pharmacy

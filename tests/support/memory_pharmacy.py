@@ -71,6 +71,9 @@ class MemoryLedgerStore:
     async def prior(self, code: str, pharmacy: str, key: str) -> PriorDispense | None:
         return self.priors.get((code, pharmacy, key))
 
+    async def prior_and_ledger(self, code: str, pharmacy: str, key: str):
+        return await self.prior(code, pharmacy, key), await self.ledger(code)
+
     async def dispense(self, plan: DispensePlan) -> DispenseOutcome:
         command = plan.command
         prior = self.priors.get((command.code, command.pharmacy, command.idempotency_key))

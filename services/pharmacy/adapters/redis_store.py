@@ -93,6 +93,17 @@ def _dispense_outcome(answer: dict) -> DispenseOutcome:
 _REVERSE_OUTCOMES = {"reversed": Reversed, "already": AlreadyReversed, "missing": RecordMissing}
 
 
+PRIOR_FIELDS = ["fp", "receipt", "remaining"]
+
+
+def _ledger_of(fields: dict) -> Ledger | None:
+    if not fields or b"content" not in fields:
+        return None
+    remaining = {int(k[2:]): int(v) for k, v in fields.items() if k.startswith(b"r:")}
+    return Ledger(events.prescription_of(fields[b"content"]), fields[b"status"].decode(), remaining,
+                  fields.get(b"successor", b"").decode())
+
+
 class RedisLedgerStore:
     def __init__(self, redis, shards: int, retention: timedelta = DEFAULT_RETENTION):
         self.redis = redis
@@ -160,16 +171,23 @@ class RedisLedgerStore:
         return bool(await self._announce(keys, [], [events.encode(event)]))
 
     async def ledger(self, code: str) -> Ledger | None:
-        fields = await self.redis.hgetall(self.ledger_key(code))
-        if not fields or b"content" not in fields:
-            return None
-        remaining = {int(k[2:]): int(v) for k, v in fields.items() if k.startswith(b"r:")}
-        return Ledger(events.prescription_of(fields[b"content"]), fields[b"status"].decode(), remaining,
-                      fields.get(b"successor", b"").decode())
+        return _ledger_of(await self.redis.hgetall(self.ledger_key(code)))
 
     async def prior(self, code: str, pharmacy: str, key: str) -> PriorDispense | None:
         idem = self._idem_key(code, pharmacy, key)
-        fp, receipt, remaining = await self.redis.hmget(idem, ["fp", "receipt", "remaining"])
+        return await self._prior_of(idem, await self.redis.hmget(idem, PRIOR_FIELDS))
+
+    async def prior_and_ledger(self, code: str, pharmacy: str, key: str) -> tuple[PriorDispense | None,
+                                                                                   Ledger | None]:
+        idem = self._idem_key(code, pharmacy, key)
+        async with self.redis.pipeline(transaction=False) as pipe:   # one hash slot: the code's
+            pipe.hmget(idem, PRIOR_FIELDS)
+            pipe.hgetall(self.ledger_key(code))
+            prior, fields = await pipe.execute()
+        return await self._prior_of(idem, prior), _ledger_of(fields)
+
+    async def _prior_of(self, idem: str, values) -> PriorDispense | None:
+        fp, receipt, remaining = values
         if fp is None:
             return None
         await replication_barrier(self.redis, idem)   # an answer given again is a replicated one
