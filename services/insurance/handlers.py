@@ -115,13 +115,13 @@ class Insurance:
             facility, other_costs, visit_day = facts.facility_code, facts.visit.other_costs_vnd, facts.visit.day or day
         retail = bool(command.pharmacy_code) and not payees.claims_for_facility(
             self.deps.rules.pharmacy(command.pharmacy_code), facility)
-        if facts is not None and not retail:
-            visit = await self.deps.store.visit(member.member_id, facts.visit.key)
-            if visit is not None:
-                visit = visit.with_costs(facts.visit.other_costs_vnd, facts.visit.stated_at.isoformat())
-                earlier, other_costs, visit_day = visit.sales, visit.other_costs_vnd, visit.day
+        year, visit = await self.deps.store.year_and_visit(member.member_id, day.year, facts.visit.key
+                                                           if facts is not None and not retail else None)
+        if visit is not None:
+            visit = visit.with_costs(facts.visit.other_costs_vnd, facts.visit.stated_at.isoformat())
+            earlier, other_costs, visit_day = visit.sales, visit.other_costs_vnd, visit.day
         result = coverage.split(inputs, member, self.deps.rules, day, facility=facility,
-                                yearly_exempt=await self._yearly_exempt(member, day), earlier=earlier,
+                                yearly_exempt=bool(year and year.exempt_on(day)), earlier=earlier,
                                 other_costs_vnd=other_costs, visit_day=visit_day, small_visit_exemption=not retail)
         if retail:
             result = coverage.at_retail(result, facts.not_available if facts is not None else frozenset())

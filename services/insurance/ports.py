@@ -42,6 +42,10 @@ class InsuranceStore(Protocol):
 
     async def year(self, member_id: str, year: int) -> YearState | None: ...
 
+    async def year_and_visit(self, member_id: str, year: int, visit_key: str | None
+                             ) -> tuple[YearState | None, VisitState | None]:
+        """Both at once (a quote needs both; one round trip); no visit asked for, None."""
+
     async def save_prescription(self, facts: PrescriptionFacts) -> None: ...
 
     async def prescription(self, code: str) -> PrescriptionFacts | None: ...

@@ -99,6 +99,12 @@ async def test_a_visit_comes_back_with_its_sales_for_the_counter(store):
     assert await store.visit("0123456789", "01001:K-1") == visit
     assert await store.adjudication("c1") == adjudication
     assert await store.visit("0123456789", "01001:K-2") is None and await store.visit("9", "01001:K-1") is None
+    # a quote reads the member's year and the visit at once
+    assert await store.year_and_visit("0123456789", 2026, "01001:K-1") == (None, visit)
+    await store.save_adjudication(adjudication, (2026, YearState(21_000)))
+    assert await store.year_and_visit("0123456789", 2026, "01001:K-1") == (YearState(21_000), visit)
+    assert await store.year_and_visit("0123456789", 2026, None) == (YearState(21_000), None)
+    assert await store.year_and_visit("0123456789", 2025, "01001:K-2") == (None, None)
 
 
 async def test_controlled_history_is_the_window_on_either_side(store):

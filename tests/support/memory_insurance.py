@@ -71,6 +71,9 @@ class MemoryInsuranceStore:
     async def year(self, member_id, year):
         return self.years.get((member_id, year))
 
+    async def year_and_visit(self, member_id, year, visit_key):
+        return await self.year(member_id, year), (await self.visit(member_id, visit_key) if visit_key else None)
+
     async def controlled_history(self, patient_key, new):
         window = self.windows.setdefault(patient_key, {})
         window[new.code] = new

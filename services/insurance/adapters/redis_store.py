@@ -179,6 +179,17 @@ class RedisInsuranceStore:
         raw = await self.redis.get(f"{P}:claim:{claim_id}")
         return _adjudication_of(raw) if raw else None
 
+    async def year_and_visit(self, member_id: str, year: int, visit_key: str | None
+                             ) -> tuple[YearState | None, VisitState | None]:
+        if visit_key is None:
+            return await self.year(member_id, year), None
+        async with self.redis.pipeline(transaction=False) as pipe:   # one hash slot: the member's
+            pipe.hget(f"{P}:accumulator:{{{member_id}}}", str(year))
+            pipe.get(self._visit_key(member_id, visit_key))
+            year_raw, visit_raw = await pipe.execute()
+        return (_year_from_json(year_raw) if year_raw else None,
+                VisitState.from_json(unpack(visit_raw)) if visit_raw else None)
+
     async def year(self, member_id: str, year: int) -> YearState | None:
         raw = await self.redis.hget(f"{P}:accumulator:{{{member_id}}}", str(year))
         return _year_from_json(raw) if raw else None
