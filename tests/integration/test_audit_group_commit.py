@@ -14,7 +14,7 @@ from services.common.auth import Caller, Role
 from services.common.events import decode
 from services.common.outbox import OutboxLayout
 from services.common.pseudonyms import Pseudonyms
-from tests.support import admin_redis_async, empty_redis_database
+from tests.support import admin_redis_async, empty_redis_database, eventually
 
 DB = 6
 LAYOUT = OutboxLayout("audittest", 4)
@@ -82,13 +82,36 @@ async def test_when_redis_refuses_every_waiting_call_fails_and_the_next_ones_wor
         assert len(await kept(admin)) == 50
 
 
-@pytest.mark.parametrize("cancelled", [1, 7])
+class Gated:
+    """The real client, whose round trips wait until the test opens the gate."""
+
+    def __init__(self, client):
+        self._client, self.reached, self.open = client, asyncio.Event(), asyncio.Event()
+
+    async def xadd(self, *args, **kwargs):
+        self.reached.set()
+        await self.open.wait()
+        return await self._client.xadd(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("cancelled", [0, 7])
 async def test_a_cancelled_call_does_not_stop_the_others(cancelled):
+    """Call 0's record is on its way when it is cancelled; call 7's waits for the next batch."""
     async with empty_redis_database(DB) as client:
-        auditor = Auditor(client, LAYOUT, Pseudonyms(b"k" * 32))
-        calls = [asyncio.ensure_future(record(auditor, n)) for n in range(20)]
-        await asyncio.sleep(0)
+        gated = Gated(client)
+        auditor = Auditor(gated, LAYOUT, Pseudonyms(b"k" * 32))
+        first = asyncio.ensure_future(record(auditor, 0))
+        await asyncio.wait_for(gated.reached.wait(), timeout=5)        # call 0's XADD is on its way
+        calls = [first] + [asyncio.ensure_future(record(auditor, n)) for n in range(1, 20)]
+        async def all_waiting():
+            return len(auditor._waiting) == 19
+        await eventually(all_waiting, timeout=5, interval=0.001, message="the other 19 waiting for the next batch")
         calls[cancelled].cancel()
+        gated.open.set()
         results = await asyncio.gather(*calls, return_exceptions=True)
         assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 1
         assert sum(r is None for r in results) == 19
+        assert len(await kept(client)) >= 19
