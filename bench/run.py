@@ -612,6 +612,8 @@ def main() -> int:
     parser.add_argument("--arrival-ms", type=float, default=float(os.environ.get("BENCH_ARRIVAL_MS", 100)),
                         help="how long after the issue a patient's pharmacy looks the prescription up")
     args = parser.parse_args()
+    if args.half_rate is not None and not 0 < args.half_rate <= 10_000:
+        parser.error(f"--half-rate must be between 0 and 10,000 lifecycles/s, got {args.half_rate:g}")
     report = asyncio.run(main_async(args))
     print(json.dumps(report, indent=2))
     short = {key: run["ended_early"] for key, run in report["runs"].items() if run["ended_early"]}

@@ -48,8 +48,7 @@ class Auditor:
     def __init__(self, redis, layout: OutboxLayout, pseudonyms, clock=lambda: datetime.now(timezone.utc)):
         self._redis, self._layout, self._pseudonyms, self._clock = redis, layout, pseudonyms, clock
         self._waiting: list[tuple[str, dict, asyncio.Future]] = []
-        self._writing = False
-        self._writer: asyncio.Task | None = None
+        self._writer: asyncio.Task | None = None   # the batch on its way, if any
 
     async def record(self, *, method: str, audited: Audited, caller, request, response, outcome: str,
                      correlation_id: str) -> None:
@@ -74,8 +73,7 @@ class Auditor:
         kept = asyncio.get_running_loop().create_future()
         self._waiting.append((stream, {"event_id": record.event_id, "topic": record.topic, "key": record.key,
                                        "headers": encode_headers(record.headers), "value": record.value}, kept))
-        if not self._writing:
-            self._writing = True
+        if self._writer is None:
             self._writer = asyncio.ensure_future(self._write_waiting())
         await kept
 
@@ -101,7 +99,7 @@ class Auditor:
                     else:
                         kept.set_result(None)
         finally:
-            self._writing = False
+            self._writer = None
 
     async def aclose(self) -> None:
         await self._redis.aclose()

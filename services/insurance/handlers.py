@@ -47,6 +47,11 @@ class CoverageQuote:
         return coverage.ROUNDING_RULE + exempt
 
 
+def _exempt(year, day: date) -> bool:
+    """Exempt from co-payment on `day` by the member's year so far (None: nothing this year)."""
+    return bool(year and year.exempt_on(day))
+
+
 class Insurance:
     def __init__(self, deps: Dependencies):
         self.deps = deps
@@ -67,8 +72,7 @@ class Insurance:
         return day or local_day(self.deps.clock())
 
     async def _yearly_exempt(self, member: Member, day: date) -> bool:
-        year = await self.deps.store.year(member.member_id, day.year)
-        return bool(year and year.exempt_on(day))
+        return _exempt(await self.deps.store.year(member.member_id, day.year), day)
 
     async def eligibility(self, query: CheckEligibility) -> Eligibility:
         day = self._day(query.day)
@@ -121,7 +125,7 @@ class Insurance:
             visit = visit.with_costs(facts.visit.other_costs_vnd, facts.visit.stated_at.isoformat())
             earlier, other_costs, visit_day = visit.sales, visit.other_costs_vnd, visit.day
         result = coverage.split(inputs, member, self.deps.rules, day, facility=facility,
-                                yearly_exempt=bool(year and year.exempt_on(day)), earlier=earlier,
+                                yearly_exempt=_exempt(year, day), earlier=earlier,
                                 other_costs_vnd=other_costs, visit_day=visit_day, small_visit_exemption=not retail)
         if retail:
             result = coverage.at_retail(result, facts.not_available if facts is not None else frozenset())

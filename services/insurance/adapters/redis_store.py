@@ -81,6 +81,10 @@ def facts_of(raw) -> PrescriptionFacts:
                              date.fromisoformat(d["valid_until"]) if d.get("valid_until") else None)
 
 
+def _visit_of(raw) -> VisitState | None:
+    return VisitState.from_json(unpack(raw)) if raw else None
+
+
 def _year_json(y: YearState) -> str:
     return json.dumps({"copay": y.copay, "exempt_from": y.exempt_from.isoformat() if y.exempt_from else None,
                        "exempt_claim": y.exempt_claim}, sort_keys=True)
@@ -173,7 +177,7 @@ class RedisInsuranceStore:
 
     async def visit(self, member_id: str, key: str) -> VisitState | None:
         raw = await self.redis.get(self._visit_key(member_id, key))
-        return VisitState.from_json(unpack(raw)) if raw else None
+        return _visit_of(raw)
 
     async def adjudication(self, claim_id: str) -> Adjudication | None:
         raw = await self.redis.get(f"{P}:claim:{claim_id}")
@@ -188,7 +192,7 @@ class RedisInsuranceStore:
             pipe.get(self._visit_key(member_id, visit_key))
             year_raw, visit_raw = await pipe.execute()
         return (_year_from_json(year_raw) if year_raw else None,
-                VisitState.from_json(unpack(visit_raw)) if visit_raw else None)
+                _visit_of(visit_raw))
 
     async def year(self, member_id: str, year: int) -> YearState | None:
         raw = await self.redis.hget(f"{P}:accumulator:{{{member_id}}}", str(year))
