@@ -494,6 +494,24 @@ async def process_in_order(app: faust.App, consumer: str, stream, handle: Handle
     finally:
         if isinstance(dedup, DurableDeduplicator):   # a stop: the next owner skips what was handled
             try:
-                await asyncio.shield(dedup.flush())
-            except BaseException as exc:
+                await through_cancellation(dedup.flush())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
                 log.warning("dedup.flush_at_stop_failed", consumer=consumer, error=repr(exc))
+
+
+async def through_cancellation(awaitable) -> None:
+    """Awaits `awaitable` to its end even while this task is cancelled (a worker's stop cancels
+    an agent more than once: a bare shield gave up at the second cancel, and the flush never
+    ran), then raises the cancellation again. `awaitable` must end by itself (Redis's timeouts)."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()

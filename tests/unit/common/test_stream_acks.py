@@ -4,6 +4,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import faust.transport.consumer as faust_consumer
+import pytest
 from hypothesis import given, settings, strategies as st
 from intervaltree import IntervalTree
 
@@ -127,3 +128,44 @@ def test_resuming_a_flow_that_is_on_keeps_the_messages_queued_for_the_agents():
         assert queue.qsize() == 0
 
     asyncio.run(run())
+
+
+async def test_a_flush_at_stop_runs_to_its_end_through_repeated_cancels():
+    """A worker's stop cancels an agent more than once; what the agent flushes at its stop (the
+    handled ids) must still be written, and the agent still ends cancelled."""
+    from services.common.streams import through_cancellation
+    gate, started, written = asyncio.Event(), asyncio.Event(), []
+
+    async def flush():
+        started.set()
+        await gate.wait()
+        written.append("ids")
+
+    async def agent():
+        try:
+            await asyncio.Event().wait()   # consuming, until the stop
+        finally:
+            await through_cancellation(flush())
+
+    task = asyncio.create_task(agent())
+    await asyncio.wait({task}, timeout=0.05)
+    task.cancel()                              # the stop: the agent goes to its flush
+    await started.wait()
+    for _ in range(2):                         # more cancels, the flush still waiting on Redis
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.05)
+        assert not task.done()
+    assert not written
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert written == ["ids"]
+
+
+async def test_a_failed_flush_is_raised_to_the_agent():
+    from services.common.streams import through_cancellation
+
+    async def refused():
+        raise ConnectionError("redis down")
+    with pytest.raises(ConnectionError):
+        await through_cancellation(refused())
