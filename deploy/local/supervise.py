@@ -240,9 +240,9 @@ def plan(settings: CommonSettings, infra_only: bool) -> list[list[Proc]]:
     if infra_only:
         return stages
     services = []
-    metrics = topology.metrics_ports(metrics_base_port())
+    metrics = topology.metrics_ports(metrics_base_port(), settings.combined_processes)
     restart = restart_on_exit()
-    for process in topology.application():
+    for process in topology.application(settings.combined_processes):
         env = {"EPRX_METRICS_PORT": str(metrics[process.name])}
         ports = (metrics[process.name],) if metrics[process.name] else ()
         if process.grpc_service:
@@ -435,7 +435,7 @@ class Supervisor:
                 self.say("supervisor", f"TLS on every port; clients trust {s.pki.ca_file}")
             else:
                 self.say("supervisor", "PLAINTEXT (EPRX_PLAINTEXT_DEV=1): for development only")
-            for name, port in topology.metrics_ports(metrics_base_port()).items():
+            for name, port in topology.metrics_ports(metrics_base_port(), s.combined_processes).items():
                 if port:
                     self.say("supervisor", f"{name:>20} metrics http://127.0.0.1:{port}/metrics")
         self.say("supervisor", f"demo credentials: {s.credentials_file.parent / 'tokens.json'}")

@@ -131,6 +131,7 @@ class CommonSettings:
     fetch_min_bytes: int = 65536    # what a worker's fetch waits for (or fetch_wait_ms), instead of any record
     access_log_every: int = 100     # one access line per this many OK calls (every refusal and failure logged)
     health_port: int = 0            # a gRPC service's health statuses in plaintext (kubelet probes); 0: none
+    combined_processes: bool = False  # EPRX_PROCESSES=combined: a service's server, relay and worker in one process
     kafka_brokers: int = 1          # nodes of the local KRaft cluster (EPRX_KAFKA_BROKERS)
     outbox_alarm_depth: int = 50_000  # events waiting in a service's outbox before it reports NOT_SERVING
     # How long a consumer remembers an event id it handled. Redeliveries are the work done since the
@@ -227,6 +228,7 @@ class CommonSettings:
             profile_dir=env.path("PROFILE_DIR", None),
             metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535),
             health_port=env.integer("HEALTH_PORT", 0, minimum=0, maximum=65535),
+            combined_processes=env.choice("PROCESSES", "separate", ("separate", "combined")) == "combined",
             access_log_every=env.integer("ACCESS_LOG_EVERY", 100, minimum=1, maximum=1_000_000),
             producer_linger_ms=env.integer("PRODUCER_LINGER_MS", 5, minimum=0, maximum=1000),
             retention_days=env.integer("RETENTION_DAYS", 7, minimum=1, maximum=3650),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Mapping
@@ -349,27 +348,32 @@ async def health_only_server(address: str, health_servicer: health.aio.HealthSer
     return server, port
 
 
-async def serve_until_signalled(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
-                                names: Iterable[str], *, grace_seconds: float = 10.0,
-                                on_stop: Callable[[], Awaitable[None]] | None = None,
-                                probe: Probe | None = None) -> None:
-    """Starts, reports SERVING (NOT_SERVING while `probe` fails), and on SIGTERM/SIGINT
-    reports NOT_SERVING, lets calls in flight finish within the grace period, then stops."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+@dataclass
+class Serving:
+    """A started server: its health statuses and the readiness watcher, until `stop`."""
+    server: grpc.aio.Server
+    health_servicer: health.aio.HealthServicer
+    watcher: asyncio.Task | None
+
+    async def stop(self, grace_seconds: float = 10.0,
+                   on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Reports NOT_SERVING, lets calls in flight finish within the grace period, then stops."""
+        if self.watcher is not None:
+            self.watcher.cancel()
+        log.info("grpc.stopping", grace_seconds=grace_seconds)
+        await self.health_servicer.enter_graceful_shutdown()
+        await self.server.stop(grace_seconds)
+        if on_stop is not None:
+            await on_stop()
+        log.info("grpc.stopped")
+
+
+async def start_serving(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
+                        names: Iterable[str], probe: Probe | None = None) -> Serving:
+    """Starts and reports SERVING (NOT_SERVING while `probe` fails)."""
     names = list(names)
     await server.start()
     await mark_serving(health_servicer, names)
     log.info("grpc.serving")
     watcher = asyncio.create_task(watch_readiness(health_servicer, names, probe)) if probe else None
-    await stop.wait()
-    if watcher is not None:
-        watcher.cancel()
-    log.info("grpc.stopping", grace_seconds=grace_seconds)
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace_seconds)
-    if on_stop is not None:
-        await on_stop()
-    log.info("grpc.stopped")
+    return Serving(server, health_servicer, watcher)

@@ -67,12 +67,18 @@ def serve(port: int, host: str = "127.0.0.1") -> bool:
     process without its metrics still serves its traffic, and says why in its log."""
     if not port:
         return False
+    if port in _SERVING:   # one process, several parts (services/common/combined.py): one server
+        return True
     try:
         start_http_server(port, addr=host)
     except OSError as exc:
         structlog.get_logger("metrics").error("metrics.port_unavailable", port=port, error=str(exc))
         return False
+    _SERVING.add(port)
     return True
+
+
+_SERVING: set[int] = set()
 
 
 def observe_redis_pool(pool) -> None:

@@ -287,6 +287,25 @@ class OutboxRelay:
         log.info("outbox.relay_stopped", shipped_since_last_report=total)
 
 
+def build_relay(service: str, settings: CommonSettings, principal: str | None = None) -> OutboxRelay:
+    """The relay of `service`'s outbox, as `principal` (default: the service's own Kafka
+    principal and Redis user)."""
+    # Stable per host and replica: a relay restarted after a crash takes its leases back at once.
+    owner = f"{socket.gethostname()}:{service}:{settings.replica}"
+    principal = principal or service
+    client_class = redis.RedisCluster if settings.redis_cluster else redis.Redis
+    client = client_class.from_url(settings.redis_url_for(principal), protocol=3,
+                                   socket_timeout=settings.redis_socket_timeout,
+                                   socket_connect_timeout=settings.redis_socket_timeout)
+    return OutboxRelay(client, kafka_producer(settings.kafka_access(principal), f"{service}-relay"),
+                       OutboxLayout(service, settings.outbox_shards), owner=owner,
+                       crash_point=CrashPoints(settings.crash_at),
+                       heartbeat=Heartbeat(heartbeat_path(settings, f"{service}-relay")),
+                       replicas=settings.redis_replicas_to_wait,
+                       gather_ms=GATHER_MS.get(service, 10) if settings.relay_gather_ms is None
+                       else settings.relay_gather_ms)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Ship a service's outbox from Redis to Kafka")
     parser.add_argument("service")
@@ -300,21 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    # Stable per host and replica: a relay restarted after a crash takes its leases back at once.
-    owner = f"{socket.gethostname()}:{args.service}:{settings.replica}"
-    principal = args.principal or args.service
-    client_class = redis.RedisCluster if settings.redis_cluster else redis.Redis
-    client = client_class.from_url(settings.redis_url_for(principal), protocol=3,
-                                   socket_timeout=settings.redis_socket_timeout,
-                                   socket_connect_timeout=settings.redis_socket_timeout)
-    relay = OutboxRelay(client,
-                        kafka_producer(settings.kafka_access(principal), f"{args.service}-relay"),
-                        OutboxLayout(args.service, settings.outbox_shards), owner=owner,
-                        crash_point=CrashPoints(settings.crash_at),
-                        heartbeat=Heartbeat(heartbeat_path(settings, f"{args.service}-relay")),
-                        replicas=settings.redis_replicas_to_wait,
-                        gather_ms=(GATHER_MS.get(args.service, 10) if settings.relay_gather_ms is None
-                                   else settings.relay_gather_ms))
+    relay = build_relay(args.service, settings, args.principal)
     relay.run(stop)
 
 

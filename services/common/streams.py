@@ -65,7 +65,8 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
         producer_linger=settings.producer_linger_ms / 1000,
     )
     # The worker's own logging set-up (at start) installs the masked handler, nothing else.
-    config["logging_config"] = faust_logging_config(f"{name}-worker", settings.log_format,
+    logged_as = name if settings.combined_processes else f"{name}-worker"   # one process per service: its name
+    config["logging_config"] = faust_logging_config(logged_as, settings.log_format,
                                                     load_mask_key(settings.run_dir, settings.log_mask_key))
     credentials = settings.kafka_access(principal or name).faust_credentials()   # SASL_SSL as the service's principal
     if credentials is not None:
@@ -104,7 +105,7 @@ def create_app(name: str, settings: CommonSettings, *, principal: str | None = N
 
     @app.on_configured.connect
     def _configure_logging(app, conf, **kwargs) -> None:
-        configure_logging(f"{name}-worker", fmt=settings.log_format, level=settings.log_level,
+        configure_logging(logged_as, fmt=settings.log_format, level=settings.log_level,
                           mask_key=load_mask_key(settings.run_dir, settings.log_mask_key))
 
     return app

@@ -15,14 +15,19 @@ class Process:
     http_port: str | None = None      # or the port (a Ports field) where GET /fhir/metadata answers
 
 
-def metrics_ports(base: int) -> dict[str, int]:
+def metrics_ports(base: int, combined: bool = False) -> dict[str, int]:
     """Each process's Prometheus port under `make run`: base + its place in the list (0: none)."""
-    return {p.name: (base + i if base else 0) for i, p in enumerate(application(), start=1)}
+    return {p.name: (base + i if base else 0) for i, p in enumerate(application(combined), start=1)}
 
 
-def application() -> list[Process]:
+def application(combined: bool = False) -> list[Process]:
+    """`combined` (EPRX_PROCESSES=combined, for small machines): one process per service runs its
+    gRPC server, relay and worker (services/common/combined.py), named after the service."""
     processes = []
     for service in SERVICES:
+        if combined:
+            processes.append(Process(service, ("-m", "services.common.combined", service), service))
+            continue
         processes.append(Process(service, ("-m", f"services.{service}.app"), service))
         processes.append(Process(f"{service}-relay", ("-m", "services.common.outbox_relay", service)))
         processes.append(Process(f"{service}-worker",

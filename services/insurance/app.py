@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from services.common.redis_client import Readiness
-from services.common.service_runner import run_service
+from services.common.service_runner import ServiceSpec, run_service
 from services.insurance.adapters.grpc_api import InsuranceServicer, binding
 from services.insurance.bootstrap import bootstrap
 from services.insurance.config import Settings
 
 
-def main() -> None:
-    settings = Settings.from_env()
-
+def spec(settings: Settings) -> ServiceSpec:
+    """The service's gRPC server, run alone (main) or with its relay and worker
+    (services/common/combined.py)."""
     async def bindings():
         handlers, close = bootstrap(settings)
         probe = Readiness(settings.common, "insurance")
@@ -20,8 +20,12 @@ def main() -> None:
             await probe.aclose()
         return [binding(InsuranceServicer(handlers))], stop, probe.check
 
-    run_service("insurance", settings.common, settings.grpc_port, bindings, host=settings.grpc_host,
-                mutual_tls_port=settings.common.ports.insurance_internal)
+    return ServiceSpec("insurance", settings.common, settings.grpc_port, bindings, host=settings.grpc_host,
+                       mutual_tls_port=settings.common.ports.insurance_internal)
+
+
+def main() -> None:
+    run_service(spec(Settings.from_env()))
 
 
 if __name__ == "__main__":

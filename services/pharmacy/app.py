@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from services.common.redis_client import Readiness
-from services.common.service_runner import run_service
+from services.common.service_runner import ServiceSpec, run_service
 from services.pharmacy.adapters.grpc_api import PharmacyServicer, binding
 from services.pharmacy.bootstrap import bootstrap
 from services.pharmacy.config import Settings
 
 
-def main() -> None:
-    settings = Settings.from_env()
-
+def spec(settings: Settings) -> ServiceSpec:
+    """The service's gRPC server, run alone (main) or with its relay and worker
+    (services/common/combined.py)."""
     async def bindings():
         handlers, close = bootstrap(settings)
         probe = Readiness(settings.common, "pharmacy")
@@ -20,7 +20,11 @@ def main() -> None:
             await probe.aclose()
         return [binding(PharmacyServicer(handlers))], stop, probe.check
 
-    run_service("pharmacy", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
+    return ServiceSpec("pharmacy", settings.common, settings.grpc_port, bindings, host=settings.grpc_host)
+
+
+def main() -> None:
+    run_service(spec(Settings.from_env()))
 
 
 if __name__ == "__main__":

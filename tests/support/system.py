@@ -14,19 +14,22 @@ from tests.support import free_port, serving, wait_until
 
 
 class System:
-    def __init__(self, settings: CommonSettings):
+    """`combined`: one process per service (its server, relay and worker; EPRX_PROCESSES=combined)."""
+
+    def __init__(self, settings: CommonSettings, combined: bool = False):
         self.settings = settings
         self.procs: dict = {}
-        self.metrics_ports = {p.name: free_port() for p in topology.application()}
+        self.processes = topology.application(combined)
+        self.metrics_ports = {p.name: free_port() for p in self.processes}
 
     def commands(self) -> dict[str, list[str]]:
-        return {p.name: list(p.module_args) for p in topology.application()}
+        return {p.name: list(p.module_args) for p in self.processes}
 
     def start(self, name: str) -> None:
         # Its own relay identity: a relay left by another test must not share its leases.
         self.procs[name] = start_process(self.commands()[name], env={
             "EPRX_REPLICA": "e2e", "EPRX_METRICS_PORT": str(self.metrics_ports[name])})
-        process = next(p for p in topology.application() if p.name == name)
+        process = next(p for p in self.processes if p.name == name)
         if process.grpc_service or process.http_port:
             port = getattr(self.settings.ports, process.grpc_service or process.http_port)
             ready = serving if process.grpc_service else (lambda p: fhir_serving(p, self.settings.pki))
@@ -39,13 +42,26 @@ class System:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
 
+    def stop(self, name: str) -> int:
+        """SIGTERM, as an orchestrator stops a process; its exit code."""
+        stop_process(self.procs[name])
+        return self.procs[name].returncode
+
     def stop_all(self) -> dict[str, str]:
         return {name: stop_process(proc) for name, proc in self.procs.items()}
 
 
 @pytest.fixture(scope="module")
 def system(settings):
-    running = System(settings)
+    yield from _running(System(settings))
+
+
+@pytest.fixture(scope="module")
+def combined_system(settings):
+    yield from _running(System(settings, combined=True))
+
+
+def _running(running: System):
     for name in running.commands():
         running.start(name)
     yield running
