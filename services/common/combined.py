@@ -17,14 +17,19 @@ import argparse
 import asyncio
 import importlib
 import os
+import signal
 import threading
+from typing import Callable
 
 import faust
 import mode
+import structlog
 
 from services.common.outbox_relay import OutboxRelay, build_relay
 from services.common.service_runner import GrpcServer, configure
 from services.common.topology import SERVICES
+
+log = structlog.get_logger("combined")
 
 
 class GrpcPart(mode.Service):
@@ -42,23 +47,41 @@ class GrpcPart(mode.Service):
 
 
 class RelayPart(mode.Service):
-    """The service's outbox relay, on a thread of the worker's process."""
+    """The service's outbox relay, on a thread of the worker's process. A relay that fails stops
+    the whole process (`on_crash`), as it would end a relay process of its own: a process that
+    went on serving without its relay would pile its events up in the outbox."""
 
-    def __init__(self, relay: OutboxRelay, **kwargs):
+    def __init__(self, relay: OutboxRelay, on_crash: Callable[[BaseException], None] | None = None, **kwargs):
         super().__init__(**kwargs)
         self._relay = relay
+        self._on_crash = on_crash or stop_the_process
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     async def on_start(self) -> None:
-        self._thread = threading.Thread(target=self._relay.run, args=(self._stop,), name="outbox-relay",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._relay.run(self._stop)
+        except BaseException as exc:
+            log.error("outbox.relay_failed", error=repr(exc))
+            self._on_crash(exc)
 
     async def on_stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
+
+
+_FAILED: list[BaseException] = []
+
+
+def stop_the_process(exc: BaseException) -> None:
+    """A graceful stop (the server's calls finish, the worker commits), then exit code 1."""
+    _FAILED.append(exc)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def worker(service: str) -> faust.Worker:
@@ -77,7 +100,16 @@ def worker(service: str) -> faust.Worker:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run a service's gRPC server, outbox relay and worker in one process")
     parser.add_argument("service", choices=SERVICES)
-    worker(parser.parse_args(argv).service).execute_from_commandline()
+    run(worker(parser.parse_args(argv).service))
+
+
+def run(worker: mode.Worker) -> None:
+    """Runs the process's parts until a SIGTERM, or until one fails (then exit code 1)."""
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if _FAILED:
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":
