@@ -1,8 +1,6 @@
 """End to end, through gRPC and Kafka only: the demo's story as assertions, and the same
 kind of work with processes killed in the middle, nothing lost or doubled."""
 
-import time
-
 import grpc
 from eprescription.common.v1 import common_pb2
 from eprescription.events.v1 import events_pb2
@@ -11,9 +9,8 @@ from eprescription.prescribing.v1 import prescribing_pb2
 
 from demo.story import Story
 from tests.support.prescribing_fixtures import output_of
-from services.common.events import EventDecodeError, decode, payload_of
-from services.common.topics import CLAIMS_ADJUDICATED, DISPENSES
 from tests.support import read_topic, wait_until
+from tests.support.sales import SalesUnderFaults
 
 
 def test_the_story(system):
@@ -165,90 +162,23 @@ def test_a_replacement_tells_the_prescriber_what_was_sold_and_the_pharmacy_sells
     assert story.sell("pharmacy-a", new, [(1, "C10AA07-10T", 18, 15_800)]).lines[0].remaining == 0
 
 
-POS_RETRY_BACKOFF_SECONDS = 0.3  # how long a point-of-sale client waits before it retries
-
-
-def unique(events):
-    return {env.event_id: env for env in events}.values()
-
-
-def topic_events(settings, topic, keep):
-    found = []
-    for record in read_topic(settings.kafka_access("admin"), topic, timeout=20):
-        try:
-            env = decode(record.value)
-        except EventDecodeError:
-            continue
-        if keep(env):
-            found.append(env)
-    return found
-
-
 def test_restarts_in_the_middle_of_the_story_lose_nothing(system):
-    story = Story(system.settings, out=lambda line: None)
-    patient, card = story.register_member()
-    rx = story.issue("prescriber-hospital-a", story.draft(patient, card, [("C10AA07-10T", 30, "1", 1, 30)],
-                                                          diagnoses=(("E78.0", "Tăng cholesterol máu"),))).prescription
-    story.eventually("the prescription at the pharmacy", lambda: story.at_pharmacy(rx.code))
-
-    acknowledged = []
-
-    def sell(n):
-        request = pharmacy_pb2.DispensePrescriptionRequest(
-            idempotency_key=f"{rx.code}-{n}", code=rx.code, bhyt_card=card,
-            lines=[pharmacy_pb2.DispenseLine(line_number=1, drug_code="C10AA07-10T", quantity=5, unit_price_vnd=15_800)])
-        while True:  # a POS retries with the same key until it gets an answer
-            try:
-                acknowledged.append(story.pharmacy.DispensePrescription(request, metadata=story.md["pharmacy-a"],
-                                                                        timeout=5))
-                return
-            except grpc.RpcError as error:
-                assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), error
-                time.sleep(POS_RETRY_BACKOFF_SECONDS)
-
-    sell(0)
+    sales = SalesUnderFaults(system.settings)
+    sales.sell(0)
     system.kill("insurance-worker")      # adjudication stops; claims wait on Kafka
     system.kill("pharmacy-relay")        # sales wait in the outbox
-    sell(1)
+    sales.sell(1)
     system.kill("pharmacy")              # the service itself dies
     system.start("pharmacy")
-    sell(2)
+    sales.sell(2)
     system.start("pharmacy-relay")
     system.kill("prescribing-worker")
     system.start("insurance-worker")
     system.start("prescribing-worker")
-    sell(3)
+    sales.sell(3)
 
-    dispense_ids = {a.dispense_id for a in acknowledged}
-    claim_ids = {a.claim_id for a in acknowledged}
-    assert len(dispense_ids) == 4 and len(claim_ids) == 4
-
-    def shipped():
-        found = unique(topic_events(system.settings, DISPENSES, lambda e: e.key == rx.code))
-        return found if len(found) >= 4 else None
-    dispensed = wait_until(shipped, timeout=120, interval=0.5, message="four dispense events")
-    assert sorted(payload_of(e).dispense_id for e in dispensed) == sorted(dispense_ids)
-
-    def adjudicated():
-        found = unique(topic_events(system.settings, CLAIMS_ADJUDICATED,
-                                    lambda e: payload_of(e).claim_id in claim_ids))
-        return found if len({payload_of(e).claim_id for e in found}) >= 4 else None
-    claims = wait_until(adjudicated, timeout=180, interval=0.5, message="four adjudications")
-    per_claim = {}
-    for env in claims:
-        per_claim.setdefault(payload_of(env).claim_id, []).append(payload_of(env))
-    assert set(per_claim) == claim_ids
-    assert all(len(v) == 1 and v[0].outcome == events_pb2.CLAIM_OUTCOME_APPROVED for v in per_claim.values())
-
-    # The prescribing side saw every sale: 4 x 5 of 30 dispensed.
-    def progressed():
-        got = story.prescribing.GetPrescription(prescribing_pb2.GetPrescriptionRequest(code=rx.code),
-                                                metadata=story.md["pharmacy-a"])
-        return got if got.lines[0].dispensed == 20 else None
-    got = wait_until(progressed, timeout=120, interval=0.5, message="prescribing saw the sales")
+    got = sales.assert_each_once(4)      # 4 x 5 of 30 dispensed
     assert got.status == common_pb2.PRESCRIPTION_STATUS_PARTIALLY_DISPENSED
-
-
 
 
 def test_no_process_logged_a_patient_identifier_or_name(system):
